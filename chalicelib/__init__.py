@@ -1,0 +1,1 @@
+"""Code shared by the Lambda handlers and the Glue job. Nothing here imports pandas, pyarrow or pyspark."""

@@ -1,0 +1,157 @@
+"""Run records and the atomic publish of a run's results.
+
+A run is inserted when it starts and finished in one transaction that writes its statistics,
+the segment rules, the selections and fallbacks, then points ``published_country`` at it.
+A failed run only records its error: whatever was published before keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from psycopg2.extras import execute_values
+
+from chalicelib.rules import SEGMENT_RULES, SegmentRule, rules_to_rows
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a run's input came from; ``bucket`` is ``None`` for a local path."""
+
+    bucket: str | None
+    key: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class CountryStats:
+    country_key: str
+    country: str
+    rows_in: int
+    rows_kept: int
+    rejected_by_reason: dict[str, int]
+    unsegmented: dict[str, int]
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+@dataclass(frozen=True)
+class Selection:
+    country_key: str
+    segment_name: str
+    segment: str
+    voucher_amount: float
+    voucher_rows: int
+    segment_rows: int
+
+
+@dataclass(frozen=True)
+class Fallback:
+    country_key: str
+    voucher_amount: float
+    voucher_rows: int
+    country_rows: int
+
+
+@dataclass
+class RunResult:
+    rows_read: int
+    rows_out_of_scope: int
+    countries: list[CountryStats] = field(default_factory=list)
+    selections: list[Selection] = field(default_factory=list)
+    fallbacks: list[Fallback] = field(default_factory=list)
+
+    @property
+    def published_keys(self) -> list[str]:
+        """Countries this run publishes: those with at least one kept row."""
+        return [f.country_key for f in self.fallbacks]
+
+
+def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None) -> None:
+    """Record the run as running (inserting it, or moving a queued record on)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO runs (run_id, source_bucket, source_key, source_etag, countries,
+                              status, started_at)
+            VALUES (%s, %s, %s, %s, %s, 'running', now())
+            ON CONFLICT (run_id) DO UPDATE
+               SET status = 'running', started_at = now(), countries = EXCLUDED.countries,
+                   source_etag = COALESCE(EXCLUDED.source_etag, runs.source_etag),
+                   error = NULL, finished_at = NULL
+            """,
+            (run_id, source.bucket, source.key, source.etag,
+             list(country_keys) if country_keys is not None else None),
+        )
+
+
+def fail_run(conn, run_id: str, error: str) -> None:
+    """Record a run's failure; nothing it computed is published."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(), error = %s WHERE run_id = %s",
+            (error, run_id),
+        )
+
+
+def publish_run(
+    conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
+) -> None:
+    """Write the run's statistics and results and publish them, all in one transaction."""
+    with conn, conn.cursor() as cur:
+        execute_values(
+            cur,
+            "INSERT INTO run_country_stats (run_id, country_key, country, rows_in, rows_kept,"
+            " rows_rejected, rejected_by_reason, unsegmented) VALUES %s",
+            [
+                (run_id, s.country_key, s.country, s.rows_in, s.rows_kept, s.rows_rejected,
+                 json.dumps(s.rejected_by_reason), json.dumps(s.unsegmented))
+                for s in result.countries
+            ],
+        )
+        execute_values(
+            cur,
+            "INSERT INTO segment_rules (run_id, segment_name, measure, description, position,"
+            " segment, lower_bound, upper_bound) VALUES %s",
+            [
+                (run_id, r["segment_name"], r["measure"], r["description"], r["position"],
+                 r["segment"], r["lower_bound"], r["upper_bound"])
+                for r in rules_to_rows(rules)
+            ],
+        )
+        if result.selections:
+            execute_values(
+                cur,
+                "INSERT INTO voucher_selection (run_id, country_key, segment_name, segment,"
+                " voucher_amount, voucher_rows, segment_rows) VALUES %s",
+                [
+                    (run_id, s.country_key, s.segment_name, s.segment, s.voucher_amount,
+                     s.voucher_rows, s.segment_rows)
+                    for s in result.selections
+                ],
+            )
+        if result.fallbacks:
+            execute_values(
+                cur,
+                "INSERT INTO country_fallback (run_id, country_key, voucher_amount, voucher_rows,"
+                " country_rows) VALUES %s",
+                [
+                    (run_id, f.country_key, f.voucher_amount, f.voucher_rows, f.country_rows)
+                    for f in result.fallbacks
+                ],
+            )
+            execute_values(
+                cur,
+                "INSERT INTO published_country (country_key, run_id) VALUES %s"
+                " ON CONFLICT (country_key) DO UPDATE"
+                " SET run_id = EXCLUDED.run_id, published_at = now()",
+                [(key, run_id) for key in result.published_keys],
+            )
+        cur.execute(
+            "UPDATE runs SET status = 'succeeded', finished_at = now(), rows_read = %s,"
+            " rows_out_of_scope = %s, error = NULL WHERE run_id = %s",
+            (result.rows_read, result.rows_out_of_scope, run_id),
+        )
