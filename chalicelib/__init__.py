@@ -1,1 +1,4 @@
-"""Code shared by the Lambda handlers and the Glue job. Nothing here imports pandas, pyarrow or pyspark."""
+"""Code shared by the Lambda handlers and the Glue job.
+
+Nothing here imports pandas, pyarrow or pyspark: the Lambda package stays lean.
+"""

@@ -25,7 +25,7 @@ INPUT_COLUMNS = (
     "voucher_amount",
 )
 
-#: Largest ``total_orders`` accepted as a whole number (integers beyond it are not exact in a double).
+#: Largest ``total_orders`` accepted as a whole number (beyond it a double is not exact).
 MAX_WHOLE_ORDERS = 2**53
 
 #: Cleaning reasons in the order they are applied: a row is rejected by the first one it fails.
@@ -48,8 +48,10 @@ def country_key(name: str) -> str:
 
 
 def requested_country_keys(countries: str | None) -> tuple[str, ...] | None:
-    """Parse a countries argument (``Peru``, ``all`` or ``Peru,Latvia``); ``None`` means every country."""
-    names = [c for c in (countries or ",".join(DEFAULT_COUNTRIES)).split(",") if c.strip(WHITESPACE)]
+    """Keys of a countries argument (``Peru``, ``all``, ``Peru,Latvia``); ``None``: all."""
+    names = [
+        c for c in (countries or ",".join(DEFAULT_COUNTRIES)).split(",") if c.strip(WHITESPACE)
+    ]
     if any(country_key(c) == ALL_COUNTRIES for c in names):
         return None
     if not names:
@@ -132,7 +134,9 @@ def rules_from_rows(rows: list[dict]) -> tuple[SegmentRule, ...]:
             name=name,
             measure=group[0]["measure"],
             description=group[0]["description"],
-            segments=tuple(Segment(r["segment"], r["lower_bound"], r["upper_bound"]) for r in group),
+            segments=tuple(
+                Segment(r["segment"], r["lower_bound"], r["upper_bound"]) for r in group
+            ),
         )
         for name, group in by_name.items()
     )

@@ -83,8 +83,13 @@ def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] |
                    source_etag = COALESCE(EXCLUDED.source_etag, runs.source_etag),
                    error = NULL, finished_at = NULL
             """,
-            (run_id, source.bucket, source.key, source.etag,
-             list(country_keys) if country_keys is not None else None),
+            (
+                run_id,
+                source.bucket,
+                source.key,
+                source.etag,
+                list(country_keys) if country_keys is not None else None,
+            ),
         )
 
 
@@ -107,8 +112,16 @@ def publish_run(
             "INSERT INTO run_country_stats (run_id, country_key, country, rows_in, rows_kept,"
             " rows_rejected, rejected_by_reason, unsegmented) VALUES %s",
             [
-                (run_id, s.country_key, s.country, s.rows_in, s.rows_kept, s.rows_rejected,
-                 json.dumps(s.rejected_by_reason), json.dumps(s.unsegmented))
+                (
+                    run_id,
+                    s.country_key,
+                    s.country,
+                    s.rows_in,
+                    s.rows_kept,
+                    s.rows_rejected,
+                    json.dumps(s.rejected_by_reason),
+                    json.dumps(s.unsegmented),
+                )
                 for s in result.countries
             ],
         )
@@ -117,8 +130,16 @@ def publish_run(
             "INSERT INTO segment_rules (run_id, segment_name, measure, description, position,"
             " segment, lower_bound, upper_bound) VALUES %s",
             [
-                (run_id, r["segment_name"], r["measure"], r["description"], r["position"],
-                 r["segment"], r["lower_bound"], r["upper_bound"])
+                (
+                    run_id,
+                    r["segment_name"],
+                    r["measure"],
+                    r["description"],
+                    r["position"],
+                    r["segment"],
+                    r["lower_bound"],
+                    r["upper_bound"],
+                )
                 for r in rules_to_rows(rules)
             ],
         )
@@ -128,8 +149,15 @@ def publish_run(
                 "INSERT INTO voucher_selection (run_id, country_key, segment_name, segment,"
                 " voucher_amount, voucher_rows, segment_rows) VALUES %s",
                 [
-                    (run_id, s.country_key, s.segment_name, s.segment, s.voucher_amount,
-                     s.voucher_rows, s.segment_rows)
+                    (
+                        run_id,
+                        s.country_key,
+                        s.segment_name,
+                        s.segment,
+                        s.voucher_amount,
+                        s.voucher_rows,
+                        s.segment_rows,
+                    )
                     for s in result.selections
                 ],
             )

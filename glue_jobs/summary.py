@@ -1,0 +1,89 @@
+"""A run's summary as plain-text tables (job log, ``make pipeline``)."""
+
+from __future__ import annotations
+
+from chalicelib import rules
+from chalicelib.runs import RunResult
+
+
+def amount_text(amount: float) -> str:
+    return f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.2f}"
+
+
+def _share(amount: float, rows: int, total: int) -> str:
+    return f"{amount_text(amount)} ({rows:,}/{total:,})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned first column, right-aligned numbers, a rule under the header."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def format_summary(run_id: str, result: RunResult) -> str:
+    """Rows in, kept and rejected per reason, then the selected voucher per segment, per country."""
+    stats = result.countries
+    header = ["", *(s.country for s in stats)]
+    counts = [
+        ["rows in", *(f"{s.rows_in:,}" for s in stats)],
+        ["kept", *(f"{s.rows_kept:,}" for s in stats)],
+        *(
+            [f"rejected: {code}", *(f"{s.rejected_by_reason[code]:,}" for s in stats)]
+            for code in rules.REASON_CODES
+        ),
+        *(
+            [f"kept without {r.name}", *(f"{s.unsegmented[r.name]:,}" for s in stats)]
+            for r in rules.SEGMENT_RULES
+        ),
+    ]
+    chosen = {(s.country_key, s.segment_name, s.segment): s for s in result.selections}
+    fallback = {f.country_key: f for f in result.fallbacks}
+
+    selections = [
+        [
+            f"{rule.name} {seg.label}",
+            *(
+                _share(c.voucher_amount, c.voucher_rows, c.segment_rows)
+                if (c := chosen.get((s.country_key, rule.name, seg.label)))
+                else "-"
+                for s in stats
+            ),
+        ]
+        for rule in rules.SEGMENT_RULES
+        for seg in rule.segments
+    ]
+    selections.append(
+        [
+            "country fallback",
+            *(
+                _share(f.voucher_amount, f.voucher_rows, f.country_rows)
+                if (f := fallback.get(s.country_key))
+                else "-"
+                for s in stats
+            ),
+        ]
+    )
+    return "\n".join(
+        [
+            f"Run {run_id}: {result.rows_read:,} rows read, "
+            f"{result.rows_out_of_scope:,} out of scope",
+            "",
+            _table(header, counts),
+            "",
+            "Selected voucher per segment (rows with that amount / rows in the segment)",
+            _table(header, selections),
+            "",
+            "Published: "
+            + (
+                ", ".join(s.country for s in stats if s.country_key in fallback)
+                or "nothing (no kept rows)"
+            ),
+        ]
+    )

@@ -1,0 +1,283 @@
+"""The job's steps as pure DataFrame-in/DataFrame-out functions.
+
+read -> :func:`select_in_scope` -> :func:`classify` (dedup, normalise, reason per row)
+-> :func:`kept_rows` / :func:`rejected_rows` (the lake outputs) and :func:`tally` (the one
+aggregation pass) -> :func:`country_stats`, :func:`select_vouchers`, :func:`country_fallback`
+(tiny frames, the only things that reach the driver).
+
+Native Spark expressions only: no Python UDFs, so the same code runs from a 3 MB file in local
+mode to billions of rows on a Glue cluster. The rules themselves (order, codes, bounds) come from
+``chalicelib.rules``.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from chalicelib import rules
+
+
+class InputError(ValueError):
+    """The input cannot be processed as a whole (not parquet, a missing or ill-typed column)."""
+
+
+_TIME_TYPES = (T.StringType, T.TimestampType, T.TimestampNTZType, T.DateType)
+_NUMBER_TYPES = (T.StringType, T.NumericType)
+#: Physical types accepted per input column; anything else fails the run with a clear message.
+ACCEPTED_TYPES: dict[str, tuple[type, ...]] = {
+    "timestamp": _TIME_TYPES,
+    "country_code": (T.StringType,),
+    "last_order_ts": _TIME_TYPES,
+    "first_order_ts": _TIME_TYPES,
+    "total_orders": _NUMBER_TYPES,
+    "voucher_amount": _NUMBER_TYPES,
+}
+
+_WS = "[" + "".join(f"\\u{ord(c):04x}" for c in rules.WHITESPACE) + "]"
+_DATE_PREFIX = r"^\d{4}-\d{1,2}-\d{1,2}"
+_INF = float("inf")
+
+
+def check_input(df: DataFrame) -> DataFrame:
+    """The six input columns; fails with a message naming any missing or ill-typed column."""
+    missing = [c for c in rules.INPUT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"input lacks required column(s) {', '.join(missing)}; "
+            f"found {', '.join(df.columns) or 'no columns'}"
+        )
+    wrong = [
+        f"{c} is {df.schema[c].dataType.simpleString()}"
+        for c in rules.INPUT_COLUMNS
+        if not isinstance(df.schema[c].dataType, ACCEPTED_TYPES[c])
+    ]
+    if wrong:
+        raise InputError(f"input column(s) of an unusable type: {'; '.join(wrong)}")
+    return df.select(*rules.INPUT_COLUMNS)
+
+
+def _trimmed(col: Column) -> Column:
+    return F.regexp_replace(col, f"^{_WS}+|{_WS}+$", "")
+
+
+def country_key(col: Column) -> Column:
+    """The Spark twin of ``rules.country_key``: whitespace trimmed, lower case."""
+    return F.lower(_trimmed(col))
+
+
+def select_in_scope(df: DataFrame, country_keys: tuple[str, ...] | None) -> DataFrame:
+    """Rows of the requested countries (``None``: every named country), with ``country_key``."""
+    keyed = df.withColumn("country_key", country_key(F.col("country_code")))
+    if country_keys is None:
+        return keyed.where(F.col("country_key") != "")
+    return keyed.where(F.col("country_key").isin(list(country_keys)))
+
+
+def _timestamp(df: DataFrame, name: str) -> Column:
+    """A timestamp from a string (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601) or a time type."""
+    if isinstance(df.schema[name].dataType, T.StringType):
+        text = _trimmed(F.col(name))
+        return F.when(text.rlike(_DATE_PREFIX), text.cast("timestamp"))
+    return F.col(name).cast("timestamp")
+
+
+def _number(name: str) -> Column:
+    """A double from a number or a numeric string; empty or unparseable text gives null."""
+    return _trimmed(F.col(name).cast("string")).cast("double")
+
+
+def _first_match(cases) -> Column:
+    """``CASE WHEN c1 THEN v1 WHEN c2 THEN v2 ... END`` from (condition, value) pairs."""
+    column = None
+    for condition, value in cases:
+        column = F.when(condition, value) if column is None else column.when(condition, value)
+    return column
+
+
+def _blank(value: Column) -> Column:
+    return value.isNull() | F.isnan(value)
+
+
+def classify(df: DataFrame) -> DataFrame:
+    """One row per distinct input row, its ``copies``, normalised values and rejection ``reason``.
+
+    The ``reason`` is the first cleaning rule the row fails (null: kept). Duplicate copies beyond
+    the first are not rows here: they are counted in ``copies`` and materialised by
+    :func:`rejected_rows`.
+    """
+    distinct = df.groupBy(*rules.INPUT_COLUMNS, "country_key").agg(F.count("*").alias("copies"))
+    normalised = distinct.select(
+        "*",
+        F.initcap(F.col("country_key")).alias("country"),
+        _timestamp(df, "timestamp").alias("voucher_ts"),
+        _timestamp(df, "last_order_ts").alias("last_order"),
+        _timestamp(df, "first_order_ts").alias("first_order"),
+        _number("total_orders").alias("orders"),
+        _number("voucher_amount").alias("amount"),
+    )
+    orders, amount = F.col("orders"), F.col("amount")
+    voucher_day, last_day, first_day = (
+        F.to_date(F.col(c)) for c in ("voucher_ts", "last_order", "first_order")
+    )
+    checks = {
+        "missing_value": _blank(orders)
+        | _blank(amount)
+        | F.col("voucher_ts").isNull()
+        | F.col("last_order").isNull()
+        | F.col("first_order").isNull(),
+        "invalid_value": (orders < 0)
+        | (orders != F.floor(orders))
+        | (orders > rules.MAX_WHOLE_ORDERS)
+        | (amount <= 0)
+        | (amount == _INF),
+        "zero_orders_with_order_dates": orders == 0,
+        "first_after_last": first_day > last_day,
+        "voucher_before_last_order": voucher_day < last_day,
+    }
+    assert tuple(checks) == rules.REASON_CODES[1:], "checks must follow the rules' order"
+    reason = _first_match((check, code) for code, check in checks.items())
+    return normalised.withColumn("reason", reason)
+
+
+def _segment(rule: rules.SegmentRule, value: Column) -> Column:
+    """The label of the segment of ``rule`` holding ``value`` (null when none does)."""
+    return _first_match(
+        ((value >= s.lower) if s.upper is None else value.between(s.lower, s.upper), s.label)
+        for s in rule.segments
+    )
+
+
+def assign_segments(classified: DataFrame) -> DataFrame:
+    """Add the measures and one column per segment rule; all null on rejected rows."""
+    kept = F.col("reason").isNull()
+    measures = {
+        "frequency": F.col("orders").cast("long"),
+        "recency_days": F.datediff(F.to_date("voucher_ts"), F.to_date("last_order")),
+    }
+    with_measures = classified.select(
+        "*", *(F.when(kept, value).alias(name) for name, value in measures.items())
+    )
+    return with_measures.select(
+        "*", *(_segment(r, F.col(r.measure)).alias(r.name) for r in rules.SEGMENT_RULES)
+    )
+
+
+def kept_rows(segmented: DataFrame) -> DataFrame:
+    """Rows that passed every rule, typed, with their measures and segments (the curated output)."""
+    return segmented.where(F.col("reason").isNull()).select(
+        F.col("voucher_ts").alias("timestamp"),
+        "country",
+        F.col("last_order").alias("last_order_ts"),
+        F.col("first_order").alias("first_order_ts"),
+        F.col("frequency").alias("total_orders"),
+        F.col("amount").alias("voucher_amount"),
+        "frequency",
+        "recency_days",
+        *(r.name for r in rules.SEGMENT_RULES),
+    )
+
+
+def rejected_rows(classified: DataFrame) -> DataFrame:
+    """Every rejected row as found in the input (values as text) with its reason code.
+
+    A distinct row seen ``copies`` times yields ``copies - 1`` ``duplicate_row`` rows, plus itself
+    when it fails another rule.
+    """
+    raw = [F.col(c).cast("string").alias(c) for c in rules.INPUT_COLUMNS]
+    failed = classified.where(F.col("reason").isNotNull()).select(*raw, "country", "reason")
+    duplicates = classified.where(F.col("copies") > 1).select(
+        *raw,
+        "country",
+        F.lit(rules.REASON_CODES[0]).alias("reason"),
+        F.explode(F.array_repeat(F.lit(0), (F.col("copies") - 1).cast("int"))).alias("_copy"),
+    )
+    return failed.unionByName(duplicates.drop("_copy"))
+
+
+def tally(segmented: DataFrame) -> DataFrame:
+    """The one aggregation pass behind every statistic and selection.
+
+    One row per country x reason for rejected rows, and per country x amount x segments for kept
+    rows, with ``rows`` (distinct rows) and ``copies`` (input rows, duplicates included). Tiny
+    whatever the input size: a few countries times a few amounts times a few segments.
+    """
+    kept = F.col("reason").isNull()
+    return segmented.groupBy(
+        "country_key",
+        "country",
+        "reason",
+        F.when(kept, F.col("amount")).alias("voucher_amount"),
+        *(r.name for r in rules.SEGMENT_RULES),
+    ).agg(F.count("*").alias("rows"), F.sum("copies").alias("copies"))
+
+
+def country_stats(tallied: DataFrame) -> DataFrame:
+    """Per country: rows in, kept, rejected per reason code and kept rows without a segment."""
+    kept = F.col("reason").isNull()
+    rows, copies = F.col("rows"), F.col("copies")
+    per_reason = [
+        F.sum(F.when(F.col("reason") == code, rows).otherwise(0)).alias(code)
+        for code in rules.REASON_CODES[1:]
+    ]
+    unsegmented = [
+        F.sum(F.when(kept & F.col(r.name).isNull(), rows).otherwise(0)).alias(
+            f"unsegmented_{r.name}"
+        )
+        for r in rules.SEGMENT_RULES
+    ]
+    return tallied.groupBy("country_key", "country").agg(
+        F.sum(copies).alias("rows_in"),
+        F.sum(F.when(kept, rows).otherwise(0)).alias("rows_kept"),
+        (F.sum(copies) - F.sum(rows)).alias(rules.REASON_CODES[0]),
+        *per_reason,
+        *unsegmented,
+    )
+
+
+def _most_used(counts: DataFrame, keys: list[str]) -> DataFrame:
+    """Per ``keys``: the amount with the most rows (a tie goes to the lower amount), its rows and
+    the rows of the whole group."""
+    group = Window.partitionBy(*keys)
+    ranked = counts.select(
+        "*",
+        F.row_number()
+        .over(group.orderBy(F.col("voucher_rows").desc(), F.col("voucher_amount").asc()))
+        .alias("rank"),
+        F.sum("voucher_rows").over(group).alias("group_rows"),
+    )
+    return ranked.where(F.col("rank") == 1).drop("rank")
+
+
+def select_vouchers(tallied: DataFrame) -> DataFrame:
+    """Per country, segment name and segment: the most used amount (the selection)."""
+    kept = tallied.where(F.col("reason").isNull())
+    counts = reduce(
+        DataFrame.unionByName,
+        (
+            kept.where(F.col(r.name).isNotNull())
+            .groupBy(
+                "country_key",
+                F.lit(r.name).alias("segment_name"),
+                F.col(r.name).alias("segment"),
+                "voucher_amount",
+            )
+            .agg(F.sum("rows").alias("voucher_rows"))
+            for r in rules.SEGMENT_RULES
+        ),
+    )
+    keys = ["country_key", "segment_name", "segment"]
+    return _most_used(counts, keys).withColumnRenamed("group_rows", "segment_rows")
+
+
+def country_fallback(tallied: DataFrame) -> DataFrame:
+    """Per country: the amount used by the most kept rows overall (the fallback)."""
+    counts = (
+        tallied.where(F.col("reason").isNull())
+        .groupBy("country_key", "voucher_amount")
+        .agg(F.sum("rows").alias("voucher_rows"))
+    )
+    return _most_used(counts, ["country_key"]).withColumnRenamed("group_rows", "country_rows")

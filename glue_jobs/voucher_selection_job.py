@@ -1,0 +1,110 @@
+"""The Glue job: arguments and session, then :func:`glue_jobs.pipeline.run`.
+
+On AWS Glue 5.0 (``awsglue`` importable) arguments come through ``getResolvedOptions`` and the
+session from a GlueContext; anywhere else the same argument names are parsed with argparse and a
+``local[*]`` SparkSession is started::
+
+    python -m glue_jobs.voucher_selection_job --source s3://voucher-raw/incoming/history.parquet \\
+        --countries Peru,Latvia
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from glue_jobs.pipeline import JobOptions, run
+from glue_jobs.summary import format_summary
+
+_LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
+#: Job arguments: name -> (default, help). ``None`` marks the required one.
+ARGUMENTS: dict[str, tuple[str | None, str]] = {
+    "source": (None, "s3://bucket/key, s3://bucket/prefix/ or a local path of parquet input"),
+    "countries": ("Peru", "Peru (default), all, or a list such as Peru,Latvia"),
+    "run_id": ("", "the run's id (default: a new one from the time)"),
+    "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
+    "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
+    "db_secret_arn": ("", "Secrets Manager secret with the database username and password"),
+    "db_host": ("", "database host (with --db_secret_arn)"),
+    "db_port": ("", "database port (with --db_secret_arn)"),
+    "db_name": ("", "database name (with --db_secret_arn)"),
+}
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """Job arguments with their defaults, the Glue way when running on Glue."""
+    try:
+        from awsglue.utils import getResolvedOptions
+    except ImportError:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        for name, (default, text) in ARGUMENTS.items():
+            parser.add_argument(f"--{name}", default=default, required=default is None, help=text)
+        return vars(parser.parse_args(argv[1:]))
+    given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
+    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])
+    return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def options_from(args: dict[str, str]) -> JobOptions:
+    """JobOptions from parsed arguments; database arguments go to the environment ``db`` reads."""
+    for name in ("db_secret_arn", "db_host", "db_port", "db_name"):
+        if args.get(name):
+            os.environ[name.upper()] = args[name]
+    return JobOptions(
+        source=args["source"],
+        countries=args["countries"],
+        run_id=args["run_id"] or new_run_id(),
+        curated_location=args["curated_location"],
+        rejected_location=args["rejected_location"],
+    )
+
+
+def local_session():
+    """A Spark local-mode session sized for a laptop."""
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        .appName("voucher-selection")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
+    )
+    args = parse_args(argv)
+    options = options_from(args)
+    try:
+        from awsglue.context import GlueContext
+        from awsglue.job import Job
+        from pyspark.context import SparkContext
+    except ImportError:
+        result = run(local_session(), options)
+    else:
+        glue = GlueContext(SparkContext.getOrCreate())
+        job = Job(glue)
+        job.init(args["JOB_NAME"], args)
+        result = run(glue.spark_session, options)
+        job.commit()
+    print(format_summary(options.run_id, result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
