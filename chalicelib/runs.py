@@ -14,6 +14,9 @@ from psycopg2.extras import execute_values
 
 from chalicelib.rules import SEGMENT_RULES, SegmentRule, rules_to_rows
 
+#: Tables holding a run's results, keyed by run_id (names are constants, never input).
+RESULT_TABLES = ("run_country_stats", "segment_rules", "voucher_selection", "country_fallback")
+
 
 @dataclass(frozen=True)
 class Source:
@@ -105,8 +108,13 @@ def fail_run(conn, run_id: str, error: str) -> None:
 def publish_run(
     conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
 ) -> None:
-    """Write the run's statistics and results and publish them, all in one transaction."""
+    """Write the run's statistics and results and publish them, all in one transaction.
+
+    Rows a previous attempt of the same run left are replaced, so a retried run publishes once.
+    """
     with conn, conn.cursor() as cur:
+        for table in RESULT_TABLES:
+            cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))  # noqa: S608
         execute_values(
             cur,
             "INSERT INTO run_country_stats (run_id, country_key, country, rows_in, rows_kept,"

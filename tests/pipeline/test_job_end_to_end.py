@@ -1,0 +1,245 @@
+"""The Glue job end to end on the local stack: S3 (moto over HTTP) -> Spark -> PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from chalicelib import rules
+from glue_jobs import voucher_selection_job
+from glue_jobs.transforms import InputError
+from infra.local import pipeline as local_pipeline
+from scripts.generate_data import write
+
+REAL_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "voucher_history.parquet.gzip"
+
+
+@pytest.fixture
+def stack(local_stack, database_url, buckets, db, spark):
+    """Everything a run needs, with empty tables."""
+    return buckets
+
+
+def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
+    run_id = run_id or voucher_selection_job.new_run_id()
+    voucher_selection_job.main([
+        "job",
+        "--source", source,
+        "--countries", countries,
+        "--run_id", run_id,
+        "--curated_location", f"s3://{buckets.lake}/curated/",
+        "--rejected_location", f"s3://{buckets.lake}/rejected/",
+    ])  # fmt: skip
+    return run_id
+
+
+def upload(s3, buckets, key: str, body: bytes) -> str:
+    s3.put_object(Bucket=buckets.raw, Key=key, Body=body)
+    return f"s3://{buckets.raw}/{key}"
+
+
+def sample_bytes(tmp_path, rows=20_000, seed=3) -> bytes:
+    path = tmp_path / f"sample_{rows}_{seed}.parquet.gzip"
+    write(path, rows=rows, seed=seed)
+    return path.read_bytes()
+
+
+def fetch(db, sql: str, *params):
+    with db.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
+    """Every parquet object under a prefix, read back through the endpoint."""
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+    frames = []
+    for key in keys:
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+        country = key.split("country=")[1].split("/")[0]
+        frames.append(table.to_pandas().assign(country=country))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_path):
+    source = upload(s3, stack, "incoming/sample.parquet.gzip", sample_bytes(tmp_path))
+    run_id = run_job(stack, source)
+
+    etag = s3.head_object(Bucket=stack.raw, Key="incoming/sample.parquet.gzip")["ETag"].strip('"')
+    [(status, bucket, key, run_etag, rows_read, out_of_scope, error)] = fetch(
+        db,
+        "SELECT status, source_bucket, source_key, source_etag, rows_read, rows_out_of_scope,"
+        " error FROM runs WHERE run_id = %s",
+        run_id,
+    )
+    assert (status, bucket, key, run_etag, error) == (
+        "succeeded",
+        stack.raw,
+        "incoming/sample.parquet.gzip",
+        etag,
+        None,
+    )
+    stats = fetch(
+        db,
+        "SELECT country, rows_in, rows_kept, rows_rejected, rejected_by_reason"
+        " FROM run_country_stats WHERE run_id = %s",
+        run_id,
+    )
+    assert rows_read == 20_000
+    assert sum(s[1] for s in stats) + out_of_scope == rows_read
+    for _, rows_in, kept, rejected, by_reason in stats:
+        assert rows_in == kept + rejected == kept + sum(by_reason.values())
+        assert set(by_reason) == set(rules.REASON_CODES)
+
+    published = fetch(db, "SELECT country_key, run_id FROM published_country ORDER BY 1")
+    assert {r for _, r in published} == {run_id}
+    assert [k for k, _ in published] == sorted(rules.country_key(s[0]) for s in stats)
+    selections = fetch(db, "SELECT count(*) FROM voucher_selection WHERE run_id = %s", run_id)
+    assert selections[0][0] > 0
+    assert fetch(db, "SELECT count(*) FROM segment_rules WHERE run_id = %s", run_id)[0][0] == len(
+        rules.rules_to_rows()
+    )
+
+    curated = read_lake(s3, stack.lake, f"curated/run_id={run_id}/")
+    rejected = read_lake(s3, stack.lake, f"rejected/run_id={run_id}/")
+    for country, _, kept, n_rejected, by_reason in stats:
+        assert (curated.country == country).sum() == kept
+        mine = rejected[rejected.country == country]
+        assert len(mine) == n_rejected
+        assert mine.reason.value_counts().to_dict() == {k: v for k, v in by_reason.items() if v}
+    assert set(curated.columns) >= {
+        "frequency",
+        "recency_days",
+        "frequent_segment",
+        "recency_segment",
+    }
+
+
+def test_a_retried_run_replaces_its_lake_partitions_and_results(stack, s3, db, tmp_path):
+    source = upload(s3, stack, "incoming/again.parquet", sample_bytes(tmp_path, rows=3_000))
+    run_job(stack, source, countries="Peru", run_id="rerun-1")
+    first = read_lake(s3, stack.lake, "curated/run_id=rerun-1/")
+    stats = fetch(db, "SELECT * FROM run_country_stats")
+    run_job(stack, source, countries="Peru", run_id="rerun-1")
+    assert len(read_lake(s3, stack.lake, "curated/run_id=rerun-1/")) == len(first)
+    assert fetch(db, "SELECT * FROM run_country_stats") == stats
+    assert fetch(db, "SELECT status FROM runs") == [("succeeded",)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"PAR1 this is not parquet at all", "not a readable parquet"),
+        (None, "voucher_amount"),  # a real parquet file without that column
+    ],
+)
+def test_a_bad_file_fails_the_run_and_the_previous_result_keeps_serving(
+    stack, s3, db, tmp_path, body, message
+):
+    good = run_job(stack, upload(s3, stack, "incoming/good.parquet", sample_bytes(tmp_path, 5_000)))
+    before = fetch(db, "SELECT country_key, run_id FROM published_country ORDER BY 1")
+
+    if body is None:
+        table = pq.read_table(io.BytesIO(sample_bytes(tmp_path, 1_000))).drop(["voucher_amount"])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        body = buffer.getvalue()
+    bad = upload(s3, stack, "incoming/bad.parquet", body)
+    with pytest.raises(InputError, match=message):
+        run_job(stack, bad, run_id="bad-run")
+
+    [(status, error, finished)] = fetch(
+        db, "SELECT status, error, finished_at FROM runs WHERE run_id = 'bad-run'"
+    )
+    assert status == "failed" and message in error and finished is not None
+    assert fetch(db, "SELECT count(*) FROM run_country_stats WHERE run_id = 'bad-run'") == [(0,)]
+    assert fetch(db, "SELECT country_key, run_id FROM published_country ORDER BY 1") == before
+    assert {r for _, r in before} == {good}
+
+
+def test_a_missing_object_fails_the_run_with_a_clear_message(stack, db):
+    with pytest.raises(InputError, match="nope.parquet"):
+        run_job(stack, f"s3://{stack.raw}/incoming/nope.parquet", run_id="missing-run")
+    assert fetch(db, "SELECT status FROM runs WHERE run_id = 'missing-run'") == [("failed",)]
+
+
+def test_make_pipeline_entry_uploads_runs_and_prints_the_summary(stack, db, tmp_path, capsys):
+    path = tmp_path / "mine.parquet.gzip"
+    write(path, rows=4_000, seed=5)
+    assert local_pipeline.main(["--data", str(path), "--countries", "Peru,Latvia"]) == 0
+    out = capsys.readouterr().out
+    assert f"s3://{stack.raw}/incoming/mine.parquet.gzip" in out
+    assert "Selected voucher per segment" in out and "Latvia" in out
+    published = fetch(db, "SELECT country_key FROM published_country ORDER BY 1")
+    assert published == [("latvia",), ("peru",)]
+
+
+def independent_expectations(path: Path) -> tuple[dict, dict, dict]:
+    """Per-country kept counts, selections and fallbacks: the SPEC's rules in pandas alone."""
+    df = pd.read_parquet(path)
+    dup = df.duplicated(keep="first")
+    ts = pd.to_datetime(df.timestamp, errors="coerce").dt.normalize()
+    last = pd.to_datetime(df.last_order_ts, errors="coerce").dt.normalize()
+    first = pd.to_datetime(df.first_order_ts, errors="coerce").dt.normalize()
+    orders = pd.to_numeric(df.total_orders.replace("", None), errors="coerce")
+    amount = df.voucher_amount
+    missing = orders.isna() | amount.isna() | ts.isna() | last.isna() | first.isna()
+    invalid = (orders < 0) | (orders % 1 != 0) | (amount <= 0)
+    kept = ~dup & ~missing & ~invalid & (orders != 0) & ~(first > last) & ~(ts < last)
+    k = df[kept].assign(
+        country=df.country_code.str.strip().str.lower(),
+        frequency=orders[kept],
+        recency=(ts - last)[kept].dt.days,
+    )
+    k["frequent_segment"] = pd.cut(k.frequency, [-1, 4, 13, 37], labels=["0-4", "5-13", "14-37"])
+    k["recency_segment"] = pd.cut(
+        k.recency, [29, 60, 90, 120, 180, float("inf")],
+        labels=["30-60", "61-90", "91-120", "121-180", "180+"],
+    )  # fmt: skip
+    selections, fallbacks = {}, {}
+    for country, group in k.groupby("country"):
+        counts = group.voucher_amount.value_counts()
+        fallbacks[country] = min(counts[counts == counts.max()].index)
+    for name in ("frequent_segment", "recency_segment"):
+        counts = k.groupby(["country", name, "voucher_amount"], observed=True).size()
+        for (country, segment), group in counts.groupby(level=[0, 1], observed=True):
+            top = (
+                group.reset_index(name="n")
+                .sort_values(["n", "voucher_amount"], ascending=[False, True])
+                .iloc[0]
+            )
+            selections[(country, name, segment)] = (top.voucher_amount, top.n, group.sum())
+    return k.country.value_counts().to_dict(), selections, fallbacks
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not REAL_FILE.exists(), reason=f"{REAL_FILE} is absent")
+def test_the_real_history_file_matches_an_independent_computation(stack, s3, db):
+    source = upload(s3, stack, "incoming/voucher_history.parquet.gzip", REAL_FILE.read_bytes())
+    run_id = run_job(stack, source, countries="all")
+    kept, selections, fallbacks = independent_expectations(REAL_FILE)
+
+    stats = dict(
+        fetch(db, "SELECT country_key, rows_kept FROM run_country_stats WHERE run_id = %s", run_id)
+    )
+    assert stats == kept
+    assert sum(fetch(db, "SELECT sum(rows_in) FROM run_country_stats")[0]) == 285_570
+    got = {
+        (c, n, s): (a, vr, sr)
+        for c, n, s, a, vr, sr in fetch(
+            db,
+            "SELECT country_key, segment_name, segment, voucher_amount, voucher_rows, segment_rows"
+            " FROM voucher_selection WHERE run_id = %s",
+            run_id,
+        )
+    }
+    assert got == selections
+    assert dict(fetch(db, "SELECT country_key, voucher_amount FROM country_fallback")) == fallbacks

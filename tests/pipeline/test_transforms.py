@@ -1,0 +1,302 @@
+"""The job's pure DataFrame functions on small frames: every rule, bound and input shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import types as T
+
+from chalicelib import rules
+from glue_jobs import transforms as t
+from glue_jobs.pipeline import build_result
+
+#: The real file's physical schema.
+REAL_SCHEMA = T.StructType(
+    [
+        T.StructField("timestamp", T.StringType()),
+        T.StructField("country_code", T.StringType()),
+        T.StructField("last_order_ts", T.StringType()),
+        T.StructField("first_order_ts", T.TimestampType()),
+        T.StructField("total_orders", T.StringType()),
+        T.StructField("voucher_amount", T.DoubleType()),
+    ]
+)
+BASE = {
+    "timestamp": "2018-07-21 18:59:21.102761",
+    "country_code": "Peru",
+    "last_order_ts": "2018-04-20",
+    "first_order_ts": dt.datetime(2018, 1, 5),
+    "total_orders": "2.0",
+    "voucher_amount": 2640.0,
+}  # recency 92 days (91-120), frequency 2 (0-4): a row every rule keeps
+
+
+def frame(spark, *changes: dict, schema: T.StructType = REAL_SCHEMA):
+    rows = [tuple({**BASE, **change}[f.name] for f in schema.fields) for change in changes]
+    return spark.createDataFrame(rows, schema)
+
+
+def classified(spark, *changes: dict, countries=("peru",), schema=REAL_SCHEMA):
+    df = t.check_input(frame(spark, *changes, schema=schema))
+    return t.assign_segments(t.classify(t.select_in_scope(df, countries)))
+
+
+def reason_of(spark, change: dict, schema=REAL_SCHEMA) -> str | None:
+    rows = classified(spark, change, schema=schema).select("reason").collect()
+    assert len(rows) == 1
+    return rows[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"total_orders": ""}, "missing_value"),
+        ({"total_orders": "   "}, "missing_value"),
+        ({"total_orders": None}, "missing_value"),
+        ({"total_orders": "two"}, "missing_value"),
+        ({"total_orders": "NaN"}, "missing_value"),
+        ({"voucher_amount": None}, "missing_value"),
+        ({"voucher_amount": float("nan")}, "missing_value"),
+        ({"timestamp": None}, "missing_value"),
+        ({"timestamp": "yesterday"}, "missing_value"),
+        ({"timestamp": "2018"}, "missing_value"),
+        ({"last_order_ts": ""}, "missing_value"),
+        ({"last_order_ts": "2018-13-45"}, "missing_value"),
+        ({"first_order_ts": None}, "missing_value"),
+        ({"total_orders": "-1.0"}, "invalid_value"),
+        ({"total_orders": "2.5"}, "invalid_value"),
+        ({"total_orders": "Infinity"}, "invalid_value"),
+        ({"total_orders": "1e300"}, "invalid_value"),
+        ({"voucher_amount": 0.0}, "invalid_value"),
+        ({"voucher_amount": -5.0}, "invalid_value"),
+        ({"voucher_amount": float("inf")}, "invalid_value"),
+        ({"total_orders": "0.0"}, "zero_orders_with_order_dates"),
+        ({"total_orders": "0"}, "zero_orders_with_order_dates"),
+        ({"total_orders": "1"}, None),
+        ({"first_order_ts": dt.datetime(2018, 4, 21)}, "first_after_last"),
+        ({"first_order_ts": dt.datetime(2018, 4, 20, 23, 59)}, None),  # same day: not after
+        ({"timestamp": "2018-04-19 23:59:59.999999"}, "voucher_before_last_order"),
+        ({"timestamp": "2015-05-21 18:37:09.161843"}, "voucher_before_last_order"),
+        ({"timestamp": "2018-04-20 00:00:00.000000"}, None),  # same day: not before
+    ],
+)
+def test_each_rule_on_both_sides(spark, change, reason):
+    assert reason_of(spark, change) == reason
+
+
+def test_a_row_is_rejected_by_the_first_rule_it_fails(spark):
+    # fails missing_value, invalid amount, zero orders and voucher_before_last_order at once
+    change = {"total_orders": "0", "voucher_amount": None, "timestamp": "2015-01-01 00:00:00"}
+    assert reason_of(spark, change) == "missing_value"
+    # fails invalid_value and first_after_last
+    change = {"total_orders": "-3", "first_order_ts": dt.datetime(2019, 1, 1)}
+    assert reason_of(spark, change) == "invalid_value"
+    # fails zero orders, first_after_last and voucher_before_last_order
+    change = {
+        "total_orders": "0",
+        "first_order_ts": dt.datetime(2019, 1, 1),
+        "timestamp": "2018-01-01 00:00:00",
+    }
+    assert reason_of(spark, change) == "zero_orders_with_order_dates"
+    change = {"first_order_ts": dt.datetime(2019, 1, 1), "timestamp": "2018-01-01 00:00:00"}
+    assert reason_of(spark, change) == "first_after_last"
+
+
+def test_duplicates_keep_one_copy_and_the_copy_still_meets_the_other_rules(spark):
+    bad = {"voucher_amount": None}
+    df = classified(spark, {}, {}, {}, bad, bad, {"total_orders": "3.0"})
+    rejected = t.rejected_rows(df)
+    reasons = sorted(r["reason"] for r in rejected.collect())
+    assert reasons == ["duplicate_row", "duplicate_row", "duplicate_row", "missing_value"]
+    assert t.kept_rows(df).count() == 2
+    stats = build_result(t.tally(df), rows_read=6).countries[0]
+    assert stats.rows_in == 6
+    assert stats.rows_kept == 2
+    assert stats.rejected_by_reason["duplicate_row"] == 3
+    assert stats.rejected_by_reason["missing_value"] == 1
+
+
+def test_rows_differing_only_in_country_spelling_are_not_duplicates(spark):
+    df = classified(spark, {"country_code": "Peru"}, {"country_code": "peru"})
+    assert t.kept_rows(df).count() == 2
+
+
+@pytest.mark.parametrize("spelling", ["Peru", "peru", "PERU", " Peru", "Peru  ", "\tpEru\n"])
+def test_country_is_matched_trimmed_and_case_blind(spark, spelling):
+    df = classified(spark, {"country_code": spelling})
+    assert [r["country"] for r in df.collect()] == ["Peru"]
+    assert rules.country_key(spelling) == "peru"
+
+
+def test_other_countries_are_out_of_scope_and_all_takes_every_named_one(spark):
+    changes = [{"country_code": c} for c in ("Peru", "Perú", "Latvia", "", None, "  ")]
+    assert classified(spark, *changes).count() == 1
+    everything = classified(spark, *changes, countries=None)
+    assert sorted(r["country"] for r in everything.collect()) == ["Latvia", "Peru", "Perú"]
+    result = build_result(t.tally(everything), rows_read=len(changes))
+    assert result.rows_out_of_scope == 3
+
+
+@pytest.mark.parametrize(
+    ("orders", "segment"),
+    [
+        ("0", None),
+        ("1", "0-4"),
+        ("4", "0-4"),
+        ("5", "5-13"),
+        ("13", "5-13"),
+        ("14", "14-37"),
+        ("37", "14-37"),
+        ("38", None),
+        ("1000", None),
+    ],
+)
+def test_frequency_segment_bounds(spark, orders, segment):
+    rows = t.kept_rows(classified(spark, {"total_orders": orders})).collect()
+    if orders == "0":  # zero orders never reaches segmentation: rule 4 rejects it
+        assert rows == []
+        return
+    assert rows[0]["frequency"] == int(orders)
+    assert rows[0]["frequent_segment"] == segment
+
+
+@pytest.mark.parametrize(
+    ("days", "segment"),
+    [
+        (0, None),
+        (29, None),
+        (30, "30-60"),
+        (60, "30-60"),
+        (61, "61-90"),
+        (90, "61-90"),
+        (91, "91-120"),
+        (120, "91-120"),
+        (121, "121-180"),
+        (180, "121-180"),
+        (181, "180+"),
+        (5000, "180+"),
+    ],
+)
+def test_recency_segment_bounds(spark, days, segment):
+    voucher = dt.datetime(2018, 4, 20, 23, 30) + dt.timedelta(days=days)
+    rows = t.kept_rows(
+        classified(spark, {"timestamp": f"{voucher:%Y-%m-%d %H:%M:%S.%f}"})
+    ).collect()
+    assert rows[0]["recency_days"] == days
+    assert rows[0]["recency_segment"] == segment
+
+
+TIME_SHAPES = T.StructType(
+    [
+        T.StructField("timestamp", T.TimestampType()),
+        T.StructField("country_code", T.StringType()),
+        T.StructField("last_order_ts", T.TimestampType()),
+        T.StructField("first_order_ts", T.StringType()),
+        T.StructField("total_orders", T.LongType()),
+        T.StructField("voucher_amount", T.StringType()),
+    ]
+)
+
+
+def test_every_input_shape_of_the_spec_normalises_to_the_same_row(spark):
+    typed = {
+        "timestamp": dt.datetime(2018, 7, 21, 18, 59, 21),
+        "last_order_ts": dt.datetime(2018, 4, 20),
+        "first_order_ts": "2018-01-05",
+        "total_orders": 2,
+        "voucher_amount": " 2640 ",
+    }
+    rows = t.kept_rows(classified(spark, typed, schema=TIME_SHAPES)).collect()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["total_orders"], row["voucher_amount"]) == (2, 2640.0)
+    assert (row["recency_days"], row["recency_segment"], row["frequent_segment"]) == (
+        92,
+        "91-120",
+        "0-4",
+    )
+    as_strings = t.kept_rows(classified(spark, {})).collect()[0]
+    assert (as_strings["recency_days"], as_strings["total_orders"]) == (92, 2)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2018-04-20",
+        "2018-04-20 00:00:00",
+        "2018-04-20T00:00:00",
+        "2018-04-20T05:00:00Z",
+        "2018-04-20 13:14:15.123456",
+    ],
+)
+def test_timestamp_strings_in_the_accepted_shapes_parse(spark, text):
+    assert reason_of(spark, {"last_order_ts": text}) is None
+
+
+def test_a_missing_column_fails_with_its_name(spark):
+    df = frame(spark, {}).drop("voucher_amount")
+    with pytest.raises(t.InputError, match="voucher_amount"):
+        t.check_input(df)
+
+
+def test_an_unusable_column_type_fails_with_its_name(spark):
+    schema = T.StructType(
+        [
+            f if f.name != "timestamp" else T.StructField("timestamp", T.LongType())
+            for f in REAL_SCHEMA.fields
+        ]
+    )
+    df = spark.createDataFrame([(1, "Peru", "2018-04-20", None, "1", 1.0)], schema)
+    with pytest.raises(t.InputError, match="timestamp is bigint"):
+        t.check_input(df)
+
+
+def test_extra_columns_are_ignored(spark):
+    df = frame(spark, {}).withColumnRenamed("voucher_amount", "voucher_amount")
+    df = df.selectExpr("*", "'x' AS customer_note")
+    assert t.check_input(df).columns == list(rules.INPUT_COLUMNS)
+
+
+def test_selection_is_the_most_used_amount_and_a_tie_goes_to_the_lower(spark):
+    changes = (
+        [{"voucher_amount": 4400.0, "timestamp": f"2018-07-21 10:00:0{i}"} for i in range(2)]
+        + [{"voucher_amount": 2640.0, "timestamp": f"2018-07-21 11:00:0{i}"} for i in range(2)]
+        + [{"voucher_amount": 8800.0, "total_orders": "20", "timestamp": "2018-07-21 12:00:00"}]
+    )
+    result = build_result(t.tally(classified(spark, *changes)), rows_read=len(changes))
+    chosen = {(s.segment_name, s.segment): s for s in result.selections}
+    tie = chosen[("frequent_segment", "0-4")]
+    assert (tie.voucher_amount, tie.voucher_rows, tie.segment_rows) == (2640.0, 2, 4)
+    assert chosen[("frequent_segment", "14-37")].voucher_amount == 8800.0
+    recency = chosen[("recency_segment", "91-120")]
+    assert (recency.voucher_amount, recency.segment_rows) == (2640.0, 5)
+    (fallback,) = result.fallbacks
+    assert (fallback.voucher_amount, fallback.voucher_rows, fallback.country_rows) == (2640.0, 2, 5)
+
+
+def test_counts_reconcile_for_every_country_on_generated_data(spark, tmp_path):
+    from scripts.generate_data import write
+
+    path = tmp_path / "sample.parquet.gzip"
+    write(path, rows=20_000, seed=11)
+    raw = t.check_input(spark.read.parquet(str(path)))
+    segmented = t.assign_segments(t.classify(t.select_in_scope(raw, None)))
+    result = build_result(t.tally(segmented), rows_read=raw.count())
+    rejected = {
+        (r["country"], r["reason"]): r["count"]
+        for r in t.rejected_rows(segmented).groupBy("country", "reason").count().collect()
+    }
+    kept = {
+        r["country"]: r["count"]
+        for r in t.kept_rows(segmented).groupBy("country").count().collect()
+    }
+    assert result.rows_read == 20_000
+    assert result.rows_read == sum(c.rows_in for c in result.countries) + result.rows_out_of_scope
+    for c in result.countries:
+        assert c.rows_in == c.rows_kept + c.rows_rejected
+        assert kept[c.country] == c.rows_kept
+        for code, n in c.rejected_by_reason.items():
+            assert rejected.get((c.country, code), 0) == n
+    assert {code for (_, code) in rejected} == set(rules.REASON_CODES)
