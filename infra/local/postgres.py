@@ -1,0 +1,227 @@
+"""Start and stop a PostgreSQL server from the machine's binaries, and prepare its databases.
+
+Reusable on its own, e.g. for a throwaway server in a test::
+
+    with postgres.temporary() as server:          # a fresh server on a free port
+        url = server.url                          # postgresql://postgres@127.0.0.1:PORT/postgres
+        postgres.stop(server.data_dir)            # "the database went away"
+        postgres.start(server.data_dir, server.port)  # and back, with its data
+
+Servers listen on 127.0.0.1 only (no Unix socket), trust local connections and are
+initialised once per data folder. As root, ``initdb``/``pg_ctl`` run as the ``postgres`` user,
+which then owns the data folder (so every parent folder must be traversable by it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+from psycopg2 import errors, sql
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from infra.local.settings import DATABASE_USER, HOST
+
+MAINTENANCE_DB = "postgres"
+_OS_USER = "postgres"
+_INSTALL_HINT = "install the PostgreSQL server: apt-get install postgresql"
+
+
+class StackError(RuntimeError):
+    """A local service cannot be provided; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Server:
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return server_url(self.port)
+
+
+def server_url(port: int, dbname: str = MAINTENANCE_DB) -> str:
+    return f"postgresql://{DATABASE_USER}@{HOST}:{port}/{dbname}"
+
+
+def bindir() -> Path:
+    """Folder of initdb and pg_ctl: ``pg_config --bindir``, /usr/lib/postgresql/*/bin, or PATH."""
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(str(Path(on_path).parent))
+    for folder in filter(None, candidates):
+        if all((Path(folder) / tool).is_file() for tool in ("initdb", "pg_ctl")):
+            return Path(folder)
+    raise StackError(f"no PostgreSQL server binaries (initdb, pg_ctl) found: {_INSTALL_HINT}")
+
+
+def _run_as_owner(args: list[str]) -> subprocess.CompletedProcess:
+    """Run a server tool, as the ``postgres`` user when we are root (PostgreSQL refuses root)."""
+    prefix = ["runuser", "-u", _OS_USER, "--"] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def _prepare_data_dir(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return
+    shutil.chown(data_dir, _OS_USER, _OS_USER)
+    check = _run_as_owner(["test", "-w", str(data_dir)])
+    if check.returncode != 0:
+        raise StackError(
+            f"the {_OS_USER} user cannot reach {data_dir}: every parent folder must be traversable "
+            "(chmod o+x), e.g. a folder from tempfile.mkdtemp() with mode 0755"
+        )
+
+
+def is_running(data_dir: Path) -> bool:
+    """Whether a server runs on this data folder (``pg_ctl status``)."""
+    if not (Path(data_dir) / "postmaster.pid").exists():
+        return False
+    return _run_as_owner([str(bindir() / "pg_ctl"), "-D", str(data_dir), "status"]).returncode == 0
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def answers(url: str) -> bool:
+    """Whether a PostgreSQL server accepts a connection to ``url``."""
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def start(data_dir: str | Path, port: int) -> str:
+    """Start (initialising it once) the server of ``data_dir`` on 127.0.0.1:``port``.
+
+    Returns the URL of its maintenance database. Raises :class:`StackError` when the binaries are
+    missing or the port is taken. A server already running on ``data_dir`` is left as it is.
+    """
+    data_dir = Path(data_dir).absolute()
+    tools = bindir()
+    if is_running(data_dir):
+        return server_url(port)
+    if port_in_use(port):
+        raise StackError(
+            f"port {port} on {HOST} is in use by another process, not the server of {data_dir}"
+        )
+    _prepare_data_dir(data_dir)
+    if not (data_dir / "PG_VERSION").exists():
+        init = _run_as_owner(
+            [str(tools / "initdb"), "-D", str(data_dir), "-U", DATABASE_USER,
+             "--auth=trust", "-E", "UTF8", "--no-sync"]
+        )  # fmt: skip
+        if init.returncode != 0:
+            raise StackError(f"initdb failed for {data_dir}:\n{init.stderr.strip()}")
+    options = f"-p {port} -c listen_addresses={HOST} -c unix_socket_directories=''"
+    log = data_dir / "server.log"
+    run = _run_as_owner(
+        [str(tools / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options, "-w", "start"]
+    )
+    if run.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else run.stderr
+        raise StackError(f"PostgreSQL did not start on port {port}:\n{tail.strip()}")
+    return server_url(port)
+
+
+def stop(data_dir: str | Path) -> bool:
+    """Stop (fast shutdown) the server of ``data_dir``; return whether one was running."""
+    data_dir = Path(data_dir).absolute()
+    if not is_running(data_dir):
+        return False
+    run = _run_as_owner([str(bindir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
+    if run.returncode != 0:
+        raise StackError(f"pg_ctl stop failed for {data_dir}:\n{run.stderr.strip()}")
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def temporary(port: int | None = None) -> Iterator[Server]:
+    """A throwaway server in a temporary folder (a free port by default), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="voucher-pg-"))
+    base.chmod(0o755)
+    server = Server(base / "data", port or free_port())
+    try:
+        start(server.data_dir, server.port)
+        yield server
+    finally:
+        stop(server.data_dir)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` (a URL or a ``key=value`` string) pointing at database ``dbname`` instead."""
+    if "://" in url:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path="/" + dbname))
+    return make_dsn(url, dbname=dbname)
+
+
+def database_name(url: str) -> str:
+    params = parse_dsn(url)
+    return params.get("dbname") or params.get("user") or DATABASE_USER
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database that ``url`` names when it is missing; return whether it was created."""
+    dbname = database_name(url)
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+        return False
+    except psycopg2.OperationalError as exc:
+        if f'database "{dbname}" does not exist' not in str(exc):
+            raise
+    try:
+        create_database(with_database(url, MAINTENANCE_DB), dbname)
+    except errors.DuplicateDatabase:  # created meanwhile by a concurrent caller
+        return False
+    return True
+
+
+def _admin_execute(admin_url: str, statement: sql.Composable) -> None:
+    conn = psycopg2.connect(admin_url, connect_timeout=5)
+    try:
+        conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def create_database(admin_url: str, dbname: str) -> None:
+    _admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+
+def drop_database(admin_url: str, dbname: str) -> None:
+    """Drop ``dbname``, closing any session still connected to it."""
+    _admin_execute(
+        admin_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)),
+    )

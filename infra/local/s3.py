@@ -1,0 +1,51 @@
+"""S3 on the local endpoint: a client with the dummy credentials, and idempotent buckets."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.exceptions import ClientError
+
+from infra.local.settings import DUMMY_CREDENTIAL, REGION
+
+
+def client(endpoint_url: str):
+    """An S3 client for ``endpoint_url`` (created on call, never at import)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=DUMMY_CREDENTIAL,
+        aws_secret_access_key=DUMMY_CREDENTIAL,
+    )
+
+
+def bucket_exists(s3, name: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchBucket"):
+            return False
+        raise
+    return True
+
+
+def ensure_bucket(s3, name: str) -> bool:
+    """Create bucket ``name`` unless it exists; return whether it was created."""
+    if bucket_exists(s3, name):
+        return False
+    try:
+        s3.create_bucket(Bucket=name)
+    except ClientError as exc:  # created meanwhile by a concurrent caller
+        if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+            raise
+        return False
+    return True
+
+
+def delete_bucket(s3, name: str) -> None:
+    """Delete bucket ``name`` and everything in it."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=name)

@@ -1,0 +1,181 @@
+"""The local stack: a moto server (AWS endpoint) and PostgreSQL, provisioned for the product.
+
+Run ``python -m infra.local.stack up|down|status|env|clean`` from the repository root, or call
+:func:`up` / :func:`down` with a :class:`~infra.local.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+
+from chalicelib.db import redact
+from chalicelib.migrate import migrate
+from infra.local import moto, postgres, s3
+from infra.local.postgres import StackError
+from infra.local.settings import Settings, from_env
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Running:
+    """What ``up`` provided, and what it did to each service (``services[name]``)."""
+
+    settings: Settings
+    services: dict[str, str]
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.settings.endpoint_url
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def admin_database_url(self) -> str:
+        return admin_url(self.settings)
+
+
+def admin_url(settings: Settings) -> str:
+    """The database server's maintenance database, for creating and dropping databases."""
+    return postgres.with_database(settings.database_url, postgres.MAINTENANCE_DB)
+
+
+def _say(echo: Echo, service: str, state: str, detail: str = "") -> None:
+    echo(f"{service:<10} {state:<16} {detail}".rstrip())
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """Serialise up/down of one state folder between concurrent callers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _postgres_up(settings: Settings) -> str:
+    if settings.database_url_override:
+        return "external"
+    if postgres.is_running(settings.pg_data_dir):
+        return "already running"
+    if postgres.answers(postgres.server_url(settings.pg_port)):
+        return "reused"
+    postgres.start(settings.pg_data_dir, settings.pg_port)
+    return "started"
+
+
+def provision(settings: Settings, echo: Echo = print) -> None:
+    """Create the buckets and the database if missing, and apply pending migrations."""
+    client = s3.client(settings.endpoint_url)
+    for bucket in (settings.raw_bucket, settings.lake_bucket):
+        _say(echo, "bucket", "created" if s3.ensure_bucket(client, bucket) else "exists", bucket)
+    url = settings.database_url
+    try:
+        created = postgres.ensure_database(url)
+        conn = psycopg2.connect(url, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        reason = redact(str(exc)).strip()
+        raise StackError(f"cannot reach the database {redact(url)}: {reason}") from None
+    try:
+        applied = migrate(conn)
+    finally:
+        conn.close()
+    name = postgres.database_name(url)
+    _say(echo, "database", "created" if created else "exists", name)
+    _say(echo, "schema", "migrated" if applied else "up to date", ", ".join(applied))
+
+
+def up(settings: Settings | None = None, echo: Echo = print) -> Running:
+    """Start what is not running, reuse what is, provision; idempotent."""
+    settings = settings or from_env()
+    with _locked(settings.state_dir):
+        aws = moto.start(settings.state_dir, settings.aws_port)
+        _say(echo, "aws", aws, f"{settings.endpoint_url} (moto)")
+        pg = _postgres_up(settings)
+        _say(echo, "postgres", pg, redact(settings.database_url))
+        provision(settings, echo)
+    return Running(settings, {"aws": aws, "postgres": pg})
+
+
+def down(settings: Settings | None = None, echo: Echo = print) -> dict[str, str]:
+    """Stop the services this state folder started, by PID; data stays."""
+    settings = settings or from_env()
+    with _locked(settings.state_dir):
+        aws = "stopped" if moto.stop(settings.state_dir) else "not ours"
+        pg = "stopped" if postgres.stop(settings.pg_data_dir) else "not ours"
+    _say(echo, "aws", aws)
+    _say(echo, "postgres", pg)
+    return {"aws": aws, "postgres": pg}
+
+
+def clean(settings: Settings | None = None, echo: Echo = print) -> None:
+    """``down``, then remove the state folder with its data."""
+    settings = settings or from_env()
+    down(settings, echo)
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    _say(echo, "state", "removed", str(settings.state_dir))
+
+
+def status(settings: Settings | None = None, echo: Echo = print) -> bool:
+    """Print whether each service answers; return whether all do."""
+    settings = settings or from_env()
+    aws_up = bool(moto.probe(settings.endpoint_url))
+    aws_owner = "ours" if moto.owned_pid(settings.state_dir) else "not ours"
+    pg_up = postgres.answers(admin_url(settings))
+    pg_owner = "ours" if postgres.is_running(settings.pg_data_dir) else "not ours"
+    _say(echo, "aws", f"up ({aws_owner})" if aws_up else "down", settings.endpoint_url)
+    _say(echo, "postgres", f"up ({pg_owner})" if pg_up else "down", redact(settings.database_url))
+    return aws_up and pg_up
+
+
+def exports(env: dict[str, str]) -> str:
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.local.stack",
+        description="The local stack: a moto server on 127.0.0.1:4566 as the AWS endpoint and "
+        "PostgreSQL on 127.0.0.1:55432 (or the server DATABASE_URL names), state in .state/.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("up", help="start or reuse the services, create buckets, migrate the DB")
+    commands.add_parser("down", help="stop the services this checkout started; data stays")
+    commands.add_parser("status", help="say whether each service answers (exit 3 if not)")
+    commands.add_parser("env", help='print export lines for the local endpoints: eval "$(... env)"')
+    commands.add_parser("clean", help="down, then delete .state/ and its data")
+    args = parser.parse_args(argv)
+    settings = from_env()
+    try:
+        if args.command == "up":
+            up(settings)
+            print(exports({name: redact(value) for name, value in settings.env().items()}))
+            print(f'# in a shell: eval "$({sys.executable} -m infra.local.stack env)"')
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "clean":
+            clean(settings)
+        elif args.command == "status":
+            return 0 if status(settings) else 3
+        else:
+            print(exports(settings.env()))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
