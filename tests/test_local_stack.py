@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -156,9 +157,9 @@ def test_env_defaults_are_local():
 
 @pytest.fixture
 def private_stack():
-    """Settings for a stack of its own: a temporary state folder and free ports."""
+    """Settings for a stack of its own: a state folder in a private (0700) temporary folder, as a
+    fresh clone may be, and free ports."""
     base = Path(tempfile.mkdtemp(prefix="voucher-stack-"))
-    base.chmod(0o755)
     conf = settings.Settings(
         state_dir=base / ".state", aws_port=postgres.free_port(), pg_port=postgres.free_port()
     )
@@ -172,6 +173,9 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     first = stack.up(conf, _quiet)
     assert first.services == {"aws": "started", "postgres": "started"}
     assert moto.owned_pid(conf.state_dir) is not None
+    data = conf.pg_data_dir.resolve()
+    # As root, the postgres user cannot enter the private folder: the data lives elsewhere.
+    assert conf.pg_data_dir.is_symlink() == (os.geteuid() == 0)
 
     again = stack.up(conf, _quiet)
     assert again.services == {"aws": "already running", "postgres": "already running"}
@@ -188,6 +192,7 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
 
     stack.clean(conf, _quiet)
     assert not conf.state_dir.exists()
+    assert not data.exists()
     assert moto.probe(conf.endpoint_url) is None
 
 

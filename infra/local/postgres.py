@@ -9,13 +9,14 @@ Reusable on its own, e.g. for a throwaway server in a test::
 
 Servers listen on 127.0.0.1 only (no Unix socket), trust local connections and are
 initialised once per data folder. As root, ``initdb``/``pg_ctl`` run as the ``postgres`` user,
-which then owns the data folder (so every parent folder must be traversable by it).
+which then owns the data folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import shutil
 import socket
@@ -77,22 +78,45 @@ def _run_as_owner(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(prefix + args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
-def _prepare_data_dir(data_dir: Path) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return
-    shutil.chown(data_dir, _OS_USER, _OS_USER)
-    check = _run_as_owner(["test", "-w", str(data_dir)])
-    if check.returncode != 0:
-        raise StackError(
-            f"the {_OS_USER} user cannot reach {data_dir}: every parent folder must be traversable "
-            "(chmod o+x), e.g. a folder from tempfile.mkdtemp() with mode 0755"
-        )
+def _data_dir(data_dir: str | Path) -> Path:
+    """The folder the server really uses for ``data_dir`` (it may be a link, see below)."""
+    return Path(data_dir).absolute().resolve()
+
+
+def _prepare_data_dir(data_dir: Path) -> Path:
+    """Create ``data_dir`` for the server's OS user and return the real folder to use.
+
+    As root, when the ``postgres`` user cannot traverse the parents of ``data_dir`` (a clone under
+    a private folder), the data lives in /var/tmp instead and ``data_dir`` links to it.
+    """
+    data_dir = Path(data_dir).absolute()
+    if os.geteuid() != 0 or data_dir.is_symlink():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return _data_dir(data_dir)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if _run_as_owner(["test", "-x", str(data_dir.parent)]).returncode == 0:
+        real = data_dir
+    else:
+        digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+        real = Path("/var/tmp") / f"voucher-pg-{digest}"
+        data_dir.symlink_to(real, target_is_directory=True)
+    real.mkdir(exist_ok=True)
+    shutil.chown(real, _OS_USER, _OS_USER)
+    return real
+
+
+def remove(data_dir: str | Path) -> None:
+    """Delete a stopped server's data folder (and the folder it links to, if relocated)."""
+    data_dir = Path(data_dir).absolute()
+    shutil.rmtree(_data_dir(data_dir), ignore_errors=True)
+    if data_dir.is_symlink():
+        data_dir.unlink()
 
 
 def is_running(data_dir: Path) -> bool:
     """Whether a server runs on this data folder (``pg_ctl status``)."""
-    if not (Path(data_dir) / "postmaster.pid").exists():
+    data_dir = _data_dir(data_dir)
+    if not (data_dir / "postmaster.pid").exists():
         return False
     return _run_as_owner([str(bindir() / "pg_ctl"), "-D", str(data_dir), "status"]).returncode == 0
 
@@ -117,7 +141,6 @@ def start(data_dir: str | Path, port: int) -> str:
     Returns the URL of its maintenance database. Raises :class:`StackError` when the binaries are
     missing or the port is taken. A server already running on ``data_dir`` is left as it is.
     """
-    data_dir = Path(data_dir).absolute()
     tools = bindir()
     if is_running(data_dir):
         return server_url(port)
@@ -125,7 +148,7 @@ def start(data_dir: str | Path, port: int) -> str:
         raise StackError(
             f"port {port} on {HOST} is in use by another process, not the server of {data_dir}"
         )
-    _prepare_data_dir(data_dir)
+    data_dir = _prepare_data_dir(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         init = _run_as_owner(
             [str(tools / "initdb"), "-D", str(data_dir), "-U", DATABASE_USER,
@@ -146,7 +169,7 @@ def start(data_dir: str | Path, port: int) -> str:
 
 def stop(data_dir: str | Path) -> bool:
     """Stop (fast shutdown) the server of ``data_dir``; return whether one was running."""
-    data_dir = Path(data_dir).absolute()
+    data_dir = _data_dir(data_dir)
     if not is_running(data_dir):
         return False
     run = _run_as_owner([str(bindir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"])
@@ -173,6 +196,7 @@ def temporary(port: int | None = None) -> Iterator[Server]:
         yield server
     finally:
         stop(server.data_dir)
+        remove(server.data_dir)
         shutil.rmtree(base, ignore_errors=True)
 
 

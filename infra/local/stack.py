@@ -124,6 +124,7 @@ def clean(settings: Settings | None = None, echo: Echo = print) -> None:
     """``down``, then remove the state folder with its data."""
     settings = settings or from_env()
     down(settings, echo)
+    postgres.remove(settings.pg_data_dir)
     shutil.rmtree(settings.state_dir, ignore_errors=True)
     _say(echo, "state", "removed", str(settings.state_dir))
 

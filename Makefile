@@ -1,0 +1,79 @@
+# The project's verbs: `make help` lists them. Run from the repository root.
+# Local names, ports and endpoints come from infra/local/settings.py (via `stack env`).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+PYTEST_ARGS ?=
+DATA ?=
+COUNTRIES ?= Peru
+PORT ?= 8000
+
+# Spark's workers must run the venv's interpreter, like its driver.
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+LOCAL_ENV = eval "$$($(PY) -m infra.local.stack env)" &&
+PIPELINE = $(PY) -m infra.local.pipeline --countries "$(COUNTRIES)"
+SERVE = $(LOCAL_ENV) exec $(VENV)/bin/chalice local --no-autoreload --host 127.0.0.1 \
+	--port $(PORT) --stage local
+# Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
+IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
+
+.PHONY: help venv java lint test up down status clean pipeline run serve
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" \
+		"(Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(STAMP) ## create .venv from requirements-dev.txt (again whenever a requirements file changes)
+
+java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
+	@command -v java >/dev/null || { echo "java not found: Spark needs Java 17" \
+		"(Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@java -version 2>&1 | grep -q 'version "17' || echo "warning: Glue 5.0 runs Java 17," \
+		"this is: $$(java -version 2>&1 | head -n 1)" >&2
+
+lint: venv ## ruff check .
+	$(VENV)/bin/ruff check .
+
+test: venv java lint up ## lint, stack up, every test (PYTEST_ARGS="-k name -x" to narrow); services stay up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+up: venv ## start (or reuse) moto and PostgreSQL, create the buckets, migrate the database
+	$(PY) -m infra.local.stack up
+
+down: ## stop the services this checkout started; their data stays in .state/
+	@$(IF_VENV) $(PY) -m infra.local.stack down
+
+status: ## say whether the AWS endpoint and PostgreSQL answer
+	@$(IF_VENV) $(PY) -m infra.local.stack status
+
+clean: ## down, then delete .state/ (databases, sample data, logs)
+	@$(IF_VENV) $(PY) -m infra.local.stack clean
+
+pipeline: venv java up ## one run: make pipeline DATA=path [COUNTRIES=Peru|all|Peru,Latvia]
+	@test -n "$(DATA)" || { echo "usage: make pipeline DATA=path.parquet" \
+		"[COUNTRIES=Peru|all|Peru,Latvia]" >&2; exit 2; }
+	$(PIPELINE) --data "$(DATA)"
+
+run: venv java up ## the main job: stack up, sample data (or DATA=path) through the pipeline, then serve
+	$(PIPELINE) $(if $(DATA),--data "$(DATA)")
+	$(SERVE)
+
+serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
+	$(SERVE)
+
+# Further verbs (bench, eda, package) go below, each with a `## help` text.
