@@ -1,0 +1,32 @@
+"""Voucher Selection API: the table of routes. The work lives in ``chalicelib.api``."""
+
+from chalice import Chalice
+
+from chalicelib.api import handlers
+
+app = Chalice(app_name="voucher-selection")
+
+
+@app.route("/voucher", methods=["POST"], content_types=["*/*"])
+def voucher():
+    return handlers.voucher(app.current_request)
+
+
+@app.route("/selection_criteria", methods=["GET"])
+def selection_criteria():
+    return handlers.criteria(app.current_request)
+
+
+@app.route("/search_voucher", methods=["GET"])
+def search_voucher():
+    return handlers.search_page(app.current_request)
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    return handlers.health(app.current_request)
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi():
+    return handlers.openapi(app.current_request)

@@ -1,0 +1,84 @@
+"""The route handlers: each takes Chalice's request and returns a response, never a stack trace.
+
+A refusal is an :class:`ApiError` rendered in the error shape; anything unexpected is logged
+(passwords redacted) and answered with a generic 500 in the same shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chalice.app import Request, Response
+
+from chalicelib.api.criteria import selection_criteria
+from chalicelib.api.errors import ApiError
+from chalicelib.api.request import parse_voucher_request
+from chalicelib.api.responses import (
+    HTML_TYPE,
+    JSON_TYPE,
+    error_response,
+    json_response,
+    text_response,
+)
+from chalicelib.api.store import default_store
+from chalicelib.api.voucher import answer_voucher
+from chalicelib.db import redact
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+@functools.cache
+def static_text(name: str) -> str:
+    """A file served as it is (the OpenAPI document, the search page), read once."""
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    @functools.wraps(handler)
+    def run(request: Request) -> Response:
+        try:
+            return handler(request)
+        except ApiError as e:
+            return error_response(e)
+        except Exception:
+            log.error("%s failed: %s", handler.__name__, redact(traceback.format_exc()))
+            return error_response(
+                ApiError(500, "internal_error", "the server failed to answer; the error is logged")
+            )
+
+    return run
+
+
+@guarded
+def voucher(request: Request) -> Response:
+    parsed = parse_voucher_request(request.raw_body, today=datetime.now(UTC).date())
+    return json_response(answer_voucher(parsed, default_store().published()))
+
+
+@guarded
+def criteria(request: Request) -> Response:
+    country = (request.query_params or {}).get("country")
+    return json_response(selection_criteria(default_store().published(), country))
+
+
+@guarded
+def health(request: Request) -> Response:
+    status, body = default_store().health()
+    return json_response(body, status)
+
+
+@guarded
+def search_page(request: Request) -> Response:
+    return text_response(static_text("search_voucher.html"), HTML_TYPE)
+
+
+@guarded
+def openapi(request: Request) -> Response:
+    return text_response(static_text("openapi.json"), JSON_TYPE)

@@ -1,0 +1,189 @@
+"""Parsing and validation of a ``POST /voucher`` body into a :class:`VoucherRequest`.
+
+Timestamps count by their UTC date, like the pipeline: a naive timestamp is UTC, an aware one is
+converted to UTC first. Every refusal is an :class:`~chalicelib.api.errors.ApiError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from chalicelib.api.errors import ApiError, bad_request
+from chalicelib.rules import MAX_WHOLE_ORDERS, WHITESPACE
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_CUSTOMER_ID_CHARS = 200
+
+#: ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS`` and ISO 8601 (``T``, fractions, ``Z`` or an offset).
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_DIGITS = re.compile(r"[0-9]+")
+_ORDERS_HINT = "a non-negative whole number such as 15, 15.0 or \"15\""
+
+
+@dataclass(frozen=True)
+class VoucherRequest:
+    """A validated voucher request; dates are UTC dates, ``moment`` the voucher's date."""
+
+    customer_id: int | str | None
+    country_code: str
+    segment_name: str
+    total_orders: int | None
+    last_order: date | None
+    first_order: date | None
+    moment: date
+    strict: bool
+
+
+def parse_voucher_request(raw_body: bytes | str | None, today: date) -> VoucherRequest:
+    """Validate a request body; ``today`` (a UTC date) stands in for an absent ``timestamp``."""
+    body = _json_object(raw_body)
+    last_order = _date(body, "last_order_ts")
+    first_order = _date(body, "first_order_ts")
+    moment = _date(body, "timestamp") or today
+    total_orders = _orders(body)
+    _check_order_of_dates(first_order, last_order, moment, body.get("timestamp") is not None)
+    if total_orders == 0 and (last_order or first_order):
+        raise bad_request(
+            "impossible_value",
+            "total_orders is 0 but the customer has order dates: send the number of orders "
+            "placed, or leave the order dates out",
+            "total_orders",
+        )
+    return VoucherRequest(
+        customer_id=_customer_id(body),
+        country_code=_text(body, "country_code"),
+        segment_name=_text(body, "segment_name"),
+        total_orders=total_orders,
+        last_order=last_order,
+        first_order=first_order,
+        moment=moment,
+        strict=_strict(body),
+    )
+
+
+def _json_object(raw_body: bytes | str | None) -> dict:
+    raw = raw_body.encode() if isinstance(raw_body, str) else (raw_body or b"")
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(
+            413, "body_too_large", f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}"
+        )
+    if not raw.strip():
+        raise bad_request("malformed_json", "the body is empty: send a JSON object")
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise bad_request("malformed_json", "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        message = f"the body is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
+        raise bad_request("malformed_json", message) from None
+    except (ValueError, RecursionError):
+        raise bad_request("malformed_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("malformed_json", "the body must be a JSON object")
+    return body
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _missing(field: str) -> ApiError:
+    return bad_request("missing_field", f"{field} is required", field)
+
+
+def _ill_typed(field: str, expected: str) -> ApiError:
+    return bad_request("invalid_field", f"{field} must be {expected}", field)
+
+
+def _text(body: dict, field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        raise _missing(field)
+    if not isinstance(value, str) or not value.strip(WHITESPACE):
+        raise _ill_typed(field, "a non-empty string")
+    return value
+
+
+def _customer_id(body: dict) -> int | str | None:
+    value = body.get("customer_id")
+    ok = value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and 0 < len(value) <= MAX_CUSTOMER_ID_CHARS
+    )
+    if not ok:
+        expected = f"an integer or a string of 1 to {MAX_CUSTOMER_ID_CHARS} characters"
+        raise _ill_typed("customer_id", expected)
+    return value
+
+
+def _strict(body: dict) -> bool:
+    value = body.get("strict")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _ill_typed("strict", "true or false")
+    return value
+
+
+def _orders(body: dict) -> int | None:
+    value = body.get("total_orders")
+    if value is None:
+        return None
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        orders = int(digits) if len(digits) <= 16 else MAX_WHOLE_ORDERS + 1
+    elif isinstance(value, int) and not isinstance(value, bool):
+        orders = value
+    elif isinstance(value, float) and value.is_integer():
+        orders = int(value)
+    else:
+        raise _ill_typed("total_orders", _ORDERS_HINT)
+    if orders < 0:
+        message = f"total_orders cannot be negative: {orders}"
+        raise bad_request("impossible_value", message, "total_orders")
+    if orders > MAX_WHOLE_ORDERS:
+        raise _ill_typed("total_orders", f"at most {MAX_WHOLE_ORDERS}")
+    return orders
+
+
+def _date(body: dict, field: str) -> date | None:
+    """The UTC date of a timestamp field, ``None`` when absent."""
+    value = body.get(field)
+    if value is None:
+        return None
+    shape = "a timestamp such as 2018-05-03, 2018-05-03 00:00:00 or 2018-05-03T00:00:00Z"
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise _ill_typed(field, shape)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        message = f"{field} is not a real moment ({e}): {value}"
+        raise bad_request("invalid_field", message, field) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.date()
+
+
+def _check_order_of_dates(
+    first_order: date | None, last_order: date | None, moment: date, moment_given: bool
+) -> None:
+    """First order, last order and the voucher's moment must come in that order (by date)."""
+    moment_name = "timestamp" if moment_given else "today's date (UTC)"
+    pairs = (
+        ("first_order_ts", first_order, "last_order_ts", last_order),
+        ("last_order_ts", last_order, moment_name, moment),
+        ("first_order_ts", first_order, moment_name, moment),
+    )
+    for early_name, early, late_name, late in pairs:
+        if early is not None and late is not None and early > late:
+            raise bad_request(
+                "impossible_value",
+                f"{early_name} ({early.isoformat()}) is after {late_name} ({late.isoformat()})",
+                early_name,
+            )

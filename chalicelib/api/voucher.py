@@ -1,0 +1,67 @@
+"""The voucher for one customer: segment resolution with the rules the published run used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chalicelib.api.errors import bad_request, not_found, shown
+from chalicelib.api.published import Published
+from chalicelib.api.request import VoucherRequest
+from chalicelib.api.responses import amount
+
+#: Per measure of the rules: the request field it needs and how it is computed from the request.
+MEASURES: dict[str, tuple[str, Callable[[VoucherRequest], int | None]]] = {
+    "frequency": ("total_orders", lambda r: r.total_orders),
+    "recency_days": (
+        "last_order_ts",
+        lambda r: None if r.last_order is None else (r.moment - r.last_order).days,
+    ),
+}
+
+
+def answer_voucher(request: VoucherRequest, published: Published) -> dict:
+    """The segment's most used voucher, or the country's fallback (a 404 in strict mode)."""
+    country = published.country(request.country_code, "country_code")
+    rule = country.rules.get(request.segment_name)
+    if rule is None:
+        raise bad_request(
+            "unknown_segment_name",
+            f"unknown segment_name {shown(request.segment_name)};"
+            f" use one of: {', '.join(country.rules)}",
+            "segment_name",
+        )
+    field, measure = MEASURES[rule.measure]
+    value = measure(request)
+    if value is None:
+        raise bad_request("missing_field", f"{field} is required for {rule.name}", field)
+    segment = rule.segment_for(value)
+    selection = country.selections.get((rule.name, segment))
+    if selection is not None:
+        voucher, basis = selection.voucher_amount, "segment"
+    elif request.strict:
+        raise _strict_miss(rule.name, segment, rule.measure, value, field)
+    else:
+        voucher, basis = country.fallback.voucher_amount, "country"
+    return {
+        "voucher_amount": amount(voucher),
+        "customer_id": request.customer_id,
+        "country_code": country.name,
+        "segment_name": rule.name,
+        "segment": segment,
+        "basis": basis,
+    }
+
+
+def _strict_miss(segment_name: str, segment: str | None, measure: str, value: int, field: str):
+    if segment is None:
+        return not_found(
+            "no_segment",
+            f"{measure} {value} falls in no segment of {segment_name} (strict mode: no fallback)",
+            field,
+        )
+    return not_found(
+        "segment_without_history",
+        f"segment {segment} of {segment_name} has no voucher history in this country "
+        "(strict mode: no fallback)",
+        "segment_name",
+    )

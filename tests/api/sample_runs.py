@@ -1,0 +1,92 @@
+"""Published runs for the API tests, written with the pipeline's ``start_run``, ``publish_run``.
+
+``FIRST`` publishes Peru (every segment has history), Latvia (``14-37`` and ``180+`` have none,
+one amount is not whole) and China. ``SECOND`` later publishes Peru alone with other amounts, so
+Latvia and China keep being served from ``FIRST``. Amounts differ per segment, so an answer's
+amount tells which segment (or fallback) it came from.
+"""
+
+from __future__ import annotations
+
+from chalicelib.rules import REASON_CODES, SEGMENT_RULES, SegmentRule
+from chalicelib.runs import (
+    CountryStats,
+    Fallback,
+    RunResult,
+    Selection,
+    Source,
+    publish_run,
+    start_run,
+)
+
+FIRST_RUN = "run-2026-11-01"
+SECOND_RUN = "run-2026-11-20"
+
+PERU = {
+    ("frequent_segment", "0-4"): 1100.0,
+    ("frequent_segment", "5-13"): 1760.0,
+    ("frequent_segment", "14-37"): 2200.0,
+    ("recency_segment", "30-60"): 3300.0,
+    ("recency_segment", "61-90"): 4400.0,
+    ("recency_segment", "91-120"): 5500.0,
+    ("recency_segment", "121-180"): 6600.0,
+    ("recency_segment", "180+"): 2640.0,
+}
+PERU_FALLBACK = 2640.0
+PERU_SECOND = {key: amount + 1 for key, amount in PERU.items()}
+PERU_SECOND_FALLBACK = 2641.0
+
+LATVIA = {
+    ("frequent_segment", "0-4"): 5.0,
+    ("frequent_segment", "5-13"): 7.5,
+    ("recency_segment", "30-60"): 15.0,
+    ("recency_segment", "61-90"): 20.0,
+    ("recency_segment", "91-120"): 25.0,
+    ("recency_segment", "121-180"): 30.0,
+}
+LATVIA_FALLBACK = 10.0
+
+CHINA = {key: 300.0 + i for i, key in enumerate(PERU)}
+CHINA_FALLBACK = 300.0
+
+
+def _country(key: str, name: str, amounts: dict, fallback: float, rows_in: int):
+    rejected = {code: i + 1 for i, code in enumerate(REASON_CODES)}
+    kept = rows_in - sum(rejected.values())
+    stats = CountryStats(key, name, rows_in, kept, rejected,
+                         {"frequent_segment": 3, "recency_segment": 2})
+    selections = [
+        Selection(key, segment_name, segment, amount, 10 + i, 40 + i)
+        for i, ((segment_name, segment), amount) in enumerate(amounts.items())
+    ]
+    return stats, selections, Fallback(key, fallback, 100, kept)
+
+
+def run_result(*countries: tuple) -> RunResult:
+    """A RunResult from ``(key, name, amounts, fallback, rows_in)`` tuples."""
+    result = RunResult(rows_read=0, rows_out_of_scope=7)
+    for country in countries:
+        stats, selections, fallback = _country(*country)
+        result.countries.append(stats)
+        result.selections.extend(selections)
+        result.fallbacks.append(fallback)
+        result.rows_read += stats.rows_in
+    result.rows_read += result.rows_out_of_scope
+    return result
+
+
+FIRST = run_result(
+    ("peru", "Peru", PERU, PERU_FALLBACK, 5000),
+    ("latvia", "Latvia", LATVIA, LATVIA_FALLBACK, 800),
+    ("china", "China", CHINA, CHINA_FALLBACK, 1200),
+)
+SECOND = run_result(("peru", "Peru", PERU_SECOND, PERU_SECOND_FALLBACK, 5100))
+
+
+def publish(conn, run_id: str, result: RunResult,
+            rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> None:
+    """Record and publish a run as the pipeline does."""
+    keys = tuple(c.country_key for c in result.countries)
+    start_run(conn, run_id, Source("voucher-raw", f"incoming/{run_id}.parquet", f"etag-{run_id}"),
+              keys)
+    publish_run(conn, run_id, result, rules)

@@ -1,0 +1,157 @@
+"""Parsing and validation of voucher requests (pure: no database)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from chalicelib.api.errors import ApiError
+from chalicelib.api.request import MAX_BODY_BYTES, parse_voucher_request
+
+TODAY = date(2026, 11, 24)
+BASE = {"country_code": "Peru", "segment_name": "frequent_segment"}
+
+
+def parse(**fields):
+    return parse_voucher_request(json.dumps({**BASE, **fields}), TODAY)
+
+
+def refusal(raw) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        parse_voucher_request(raw, TODAY)
+    return caught.value
+
+
+@pytest.mark.parametrize("value", [15, 15.0, "15", "015"])
+def test_total_orders_accepts_integers_integral_numbers_and_digit_strings(value):
+    assert parse(total_orders=value).total_orders == 15
+
+
+@pytest.mark.parametrize("value", ["2.0", "15 ", "-1", "", "1e3", 2.5, True, [15], {"n": 15},
+                                   2**53 + 1, "9" * 40, 1e300])
+def test_total_orders_refuses_anything_else(value):
+    error = refusal(json.dumps({**BASE, "total_orders": value}))
+    assert (error.status, error.code, error.field) == (400, "invalid_field", "total_orders")
+
+
+@pytest.mark.parametrize("value", [-1, -3.0])
+def test_negative_orders_are_impossible(value):
+    error = refusal(json.dumps({**BASE, "total_orders": value}))
+    assert (error.code, error.field) == ("impossible_value", "total_orders")
+
+
+@pytest.mark.parametrize(
+    ("value", "utc_date"),
+    [
+        ("2018-05-03", date(2018, 5, 3)),
+        ("2018-05-03 00:00:00", date(2018, 5, 3)),
+        ("2018-05-03 23:59:59.999999", date(2018, 5, 3)),
+        ("2018-05-03T10:00:00Z", date(2018, 5, 3)),
+        ("2018-05-03T10:00", date(2018, 5, 3)),
+        ("2018-05-03T23:30:00-05:00", date(2018, 5, 4)),  # 04:30 UTC the next day
+        ("2018-05-03T01:00:00+0300", date(2018, 5, 2)),
+        ("2018-05-03T01:00:00+03", date(2018, 5, 2)),
+    ],
+)
+def test_timestamps_in_the_three_shapes_count_by_their_utc_date(value, utc_date):
+    assert parse(last_order_ts=value, timestamp="2019-01-01").last_order == utc_date
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["03/05/2018", "2018-5-3", "20180503", "2018-05-03x00:00:00", "2018-05-03\n", "2018-02-30",
+     "2018-05-03T24:00:00", "2018-05-03 00:00:00 UTC", "", 20180503, ["2018-05-03"],
+     "２０１８-05-03"],  # fullwidth digits are not ASCII digits
+)
+def test_malformed_or_unreal_timestamps_are_refused(value):
+    error = refusal(json.dumps({**BASE, "last_order_ts": value}))
+    assert (error.status, error.code, error.field) == (400, "invalid_field", "last_order_ts")
+
+
+def test_absent_timestamp_is_today_and_null_means_absent():
+    request = parse(timestamp=None, first_order_ts=None, total_orders=None, strict=None)
+    assert (request.moment, request.first_order, request.total_orders, request.strict) == (
+        TODAY, None, None, False)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"first_order_ts": "2018-05-04", "last_order_ts": "2018-05-03 23:00"}, "first_order_ts"),
+        ({"last_order_ts": "2018-05-04", "timestamp": "2018-05-03T23:59:59"}, "last_order_ts"),
+        ({"first_order_ts": "2018-05-04", "timestamp": "2018-05-03"}, "first_order_ts"),
+        ({"last_order_ts": "2026-11-25"}, "last_order_ts"),  # after today
+        ({"total_orders": 0, "last_order_ts": "2018-05-03"}, "total_orders"),
+    ],
+)
+def test_impossible_combinations_are_refused(fields, field):
+    error = refusal(json.dumps({**BASE, **fields}))
+    assert (error.status, error.code, error.field) == (400, "impossible_value", field)
+
+
+def test_same_day_orders_and_voucher_are_possible():
+    request = parse(first_order_ts="2018-05-03 08:00:00", last_order_ts="2018-05-03",
+                    timestamp="2018-05-03 07:00:00", total_orders=1)
+    assert request.first_order == request.last_order == request.moment == date(2018, 5, 3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"", "malformed_json"),
+        (b"   ", "malformed_json"),
+        (b"{bad", "malformed_json"),
+        (b"[1, 2]", "malformed_json"),
+        (b'"Peru"', "malformed_json"),
+        (b'{"country_code": "Peru", "total_orders": NaN}', "malformed_json"),
+        (b'{"total_orders": Infinity}', "malformed_json"),
+        (b"\xff\xfe{}", "malformed_json"),
+        (b"[" * 20000 + b"]" * 20000, "malformed_json"),
+        (b'{"customer_id": 1' + b"0" * 5000 + b"}", "malformed_json"),
+    ],
+)
+def test_bodies_that_are_not_a_json_object(raw, code):
+    error = refusal(raw)
+    assert (error.status, error.code, error.field) == (400, code, None)
+
+
+def test_a_body_over_64_kib_is_refused_before_parsing():
+    raw = json.dumps({**BASE, "pad": "x" * MAX_BODY_BYTES})
+    error = refusal(raw)
+    assert (error.status, error.code) == (413, "body_too_large")
+    assert str(MAX_BODY_BYTES) in error.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"country_code": None}, "missing_field", "country_code"),
+        ({"segment_name": None}, "missing_field", "segment_name"),
+        ({"country_code": 51}, "invalid_field", "country_code"),
+        ({"country_code": " \t"}, "invalid_field", "country_code"),
+        ({"segment_name": ["recency_segment"]}, "invalid_field", "segment_name"),
+        ({"strict": "true"}, "invalid_field", "strict"),
+        ({"strict": 1}, "invalid_field", "strict"),
+        ({"customer_id": 1.5}, "invalid_field", "customer_id"),
+        ({"customer_id": True}, "invalid_field", "customer_id"),
+        ({"customer_id": ""}, "invalid_field", "customer_id"),
+        ({"customer_id": "c" * 201}, "invalid_field", "customer_id"),
+    ],
+)
+def test_missing_or_ill_typed_fields_name_the_field(fields, code, field):
+    error = refusal(json.dumps({**BASE, **fields}))
+    assert (error.status, error.code, error.field) == (400, code, field)
+    assert field in error.message
+
+
+def test_a_valid_request_keeps_every_field():
+    request = parse(customer_id="c-9", total_orders="7", last_order_ts="2018-05-03",
+                    first_order_ts="2017-01-01T00:00:00Z", timestamp="2018-06-01", strict=True)
+    assert request.customer_id == "c-9"
+    assert request.country_code == "Peru"
+    assert request.total_orders == 7
+    assert (request.first_order, request.last_order, request.moment) == (
+        date(2017, 1, 1), date(2018, 5, 3), date(2018, 6, 1))
+    assert request.strict is True
