@@ -1,0 +1,82 @@
+"""The search page in a real headless Chromium (Debian's ``chromium``, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (as .ci/run does)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, local_api, published):
+    context = browser.new_context(viewport={"width": 1100, "height": 1400})
+    # Offline: any request that leaves the local API fails the test below.
+    outside = []
+    context.route("**/*", lambda route: (
+        route.continue_() if route.request.url.startswith(local_api)
+        else (outside.append(route.request.url), route.abort())))
+    tab = context.new_page()
+    tab.goto(f"{local_api}/search_voucher")
+    yield tab
+    context.close()
+    assert outside == [], f"the page fetched outside resources: {outside}"
+
+
+def fill(page, **fields):
+    for name, value in fields.items():
+        page.fill(f"#{name}", value)
+
+
+def test_fill_the_form_submit_and_read_the_amount(page):
+    fill(page, country_code=" peru ", last_order_ts="2018-05-03 00:00:00",
+         first_order_ts="2017-05-03", timestamp="2018-12-01", customer_id="123")
+    page.select_option("#segment_name", "recency_segment")
+    page.click("#submit")
+    amount = page.locator("#voucher-amount")
+    amount.wait_for()
+    assert amount.inner_text() == "2640"
+    assert "segment 180+ of recency_segment" in page.locator("#result").inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "search_voucher_answer.png"), full_page=True)
+
+
+def test_an_error_is_shown_with_its_field_marked(page):
+    page.select_option("#segment_name", "frequent_segment")
+    fill(page, total_orders="-3")
+    page.click("#submit")
+    message = page.locator("#error-message")
+    message.wait_for()
+    assert "total_orders cannot be negative" in message.inner_text()
+    assert page.get_attribute("#total_orders", "aria-invalid") == "true"
+    page.screenshot(path=str(SCREENSHOTS / "search_voucher_error.png"), full_page=True)
+
+
+def test_the_criteria_table_lists_every_published_country(page):
+    page.locator("section.country").first.wait_for()
+    assert page.locator("section.country h3").all_inner_texts() == ["China", "Latvia", "Peru"]
+    latvia = page.locator("section.country").nth(1).inner_text()
+    assert "no history" in latvia and "7.5" in latvia
