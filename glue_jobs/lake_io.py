@@ -123,6 +123,7 @@ class Lake:
     def _download(self, uri: str) -> str:
         bucket, _ = split_s3(uri)
         folder = self._staging / "in"
+        folder.mkdir(parents=True, exist_ok=True)
         for n, obj in enumerate(_source_objects(uri)):
             _s3().download_file(bucket, obj["Key"], str(folder / f"part-{n:05d}.parquet"))
         return str(folder)

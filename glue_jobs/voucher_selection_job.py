@@ -74,6 +74,8 @@ def local_session():
     return (
         SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
         .appName("voucher-selection")
+        .config("spark.driver.host", "127.0.0.1")  # loopback only
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
