@@ -20,12 +20,19 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
 LOCAL_ENV = eval "$$($(PY) -m infra.local.stack env)" &&
 PIPELINE = $(PY) -m infra.local.pipeline --countries "$(COUNTRIES)"
-SERVE = $(LOCAL_ENV) exec $(VENV)/bin/chalice local --no-autoreload --host 127.0.0.1 \
-	--port $(PORT) --stage local
+API_URL = http://127.0.0.1:$(PORT)
+SAMPLE_REQUEST = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00", \
+	"first_order_ts": "2017-05-03 00:00:00", "total_orders": 15, "segment_name": "recency_segment"}
+SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
+	"  search page: $(API_URL)/search_voucher" && \
+	printf "  try: curl -s %s/voucher -H 'Content-Type: application/json' -d '%s'\n" \
+	"$(API_URL)" '$(SAMPLE_REQUEST)' && \
+	exec $(VENV)/bin/chalice local --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
+PACKAGE_ZIP := dist/chalice/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv java lint test up down status clean pipeline run serve
+.PHONY: help venv java lint test up down status clean pipeline run serve package bench-api
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -71,9 +78,17 @@ pipeline: venv java up ## one run: make pipeline DATA=path [COUNTRIES=Peru|all|P
 
 run: venv java up ## the main job: stack up, sample data (or DATA=path) through the pipeline, then serve
 	$(PIPELINE) $(if $(DATA),--data "$(DATA)")
-	$(SERVE)
+	@$(SERVE)
 
 serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
-	$(SERVE)
+	@$(SERVE)
 
 # Further verbs (bench, eda, package) go below, each with a `## help` text.
+
+package: venv ## chalice package (stage dev) into dist/chalice, and print the zip's size
+	rm -rf dist/chalice
+	$(LOCAL_ENV) $(VENV)/bin/chalice package --stage dev dist/chalice
+	@echo "$(PACKAGE_ZIP): $$(stat -c %s $(PACKAGE_ZIP) | numfmt --to=iec-i --suffix=B)"
+
+bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
+	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
