@@ -19,10 +19,10 @@ from chalicelib.api.criteria import selection_criteria
 from chalicelib.api.errors import ApiError
 from chalicelib.api.request import parse_voucher_request
 from chalicelib.api.responses import (
-    HTML_TYPE,
     JSON_TYPE,
     error_response,
     json_response,
+    page_response,
     text_response,
 )
 from chalicelib.api.store import default_store
@@ -76,7 +76,7 @@ def health(request: Request) -> Response:
 
 @guarded
 def search_page(request: Request) -> Response:
-    return text_response(static_text("search_voucher.html"), HTML_TYPE)
+    return page_response(static_text("search_voucher.html"))
 
 
 @guarded

@@ -11,6 +11,9 @@ from chalicelib.api.errors import ApiError
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
+#: The search page is self-contained: it may run its inline code and call this API, nothing else.
+PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def amount(value: float) -> int | float:
@@ -35,3 +38,9 @@ def error_response(error: ApiError) -> Response:
 
 def text_response(text: str, content_type: str, status: int = 200) -> Response:
     return Response(body=text, status_code=status, headers={"Content-Type": content_type})
+
+
+def page_response(html: str) -> Response:
+    return Response(body=html, status_code=200, headers={
+        "Content-Type": HTML_TYPE, "Content-Security-Policy": PAGE_POLICY,
+        "X-Content-Type-Options": "nosniff"})

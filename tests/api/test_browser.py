@@ -40,10 +40,14 @@ def page(browser, local_api, published):
         route.continue_() if route.request.url.startswith(local_api)
         else (outside.append(route.request.url), route.abort())))
     tab = context.new_page()
+    problems = []  # script errors and console errors (a CSP violation is one)
+    tab.on("pageerror", lambda error: problems.append(str(error)))
+    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     tab.goto(f"{local_api}/search_voucher")
     yield tab
     context.close()
     assert outside == [], f"the page fetched outside resources: {outside}"
+    assert [p for p in problems if "status of 400" not in p] == []
 
 
 def fill(page, **fields):

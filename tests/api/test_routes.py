@@ -285,6 +285,7 @@ def test_the_search_page_is_self_contained_html(client):
     response = client.http.get("/search_voucher")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     page = response.body.decode()
     assert '<form id="voucher-form"' in page
     for reference in ("src=", "href=", "@import", "url("):
