@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from chalicelib.migrate import MIGRATIONS_DIR, migrate
 from infra.local import moto, postgres, settings, stack
 from infra.local import s3 as local_s3
-from infra.local.postgres import StackError
+from infra.local.errors import StackError
 
 
 def _quiet(_line: str) -> None:
@@ -234,3 +235,23 @@ def test_a_throwaway_server_can_be_stopped_and_restarted():
             assert cur.fetchone()[0] == 0
         conn.close()
     assert not server.data_dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="data is relocated only when running as root")
+def test_relocated_data_is_initialised_again_when_its_folder_vanished():
+    base = Path(tempfile.mkdtemp(prefix="voucher-private-"))  # 0700: postgres cannot enter
+    data_dir, port = base / "pg", postgres.free_port()
+    try:
+        postgres.start(data_dir, port)
+        relocated = data_dir.resolve()
+        assert data_dir.is_symlink() and not relocated.is_relative_to(base)
+        postgres.stop(data_dir)
+        shutil.rmtree(relocated)  # e.g. /var/tmp emptied by a reboot
+
+        postgres.start(data_dir, port)
+        assert postgres.answers(postgres.server_url(port))
+    finally:
+        postgres.stop(data_dir)
+        postgres.remove(data_dir)
+        base.rmdir()
+    assert not relocated.exists()

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from infra.local.postgres import StackError
+from infra.local.errors import StackError
 from infra.local.settings import HOST
 
 START_TIMEOUT_S = 20

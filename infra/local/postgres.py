@@ -31,15 +31,11 @@ import psycopg2
 from psycopg2 import errors, sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
+from infra.local.errors import StackError
 from infra.local.settings import DATABASE_USER, HOST
 
 MAINTENANCE_DB = "postgres"
 _OS_USER = "postgres"
-_INSTALL_HINT = "install the PostgreSQL server: apt-get install postgresql"
-
-
-class StackError(RuntimeError):
-    """A local service cannot be provided; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,10 @@ def bindir() -> Path:
     for folder in filter(None, candidates):
         if all((Path(folder) / tool).is_file() for tool in ("initdb", "pg_ctl")):
             return Path(folder)
-    raise StackError(f"no PostgreSQL server binaries (initdb, pg_ctl) found: {_INSTALL_HINT}")
+    raise StackError(
+        "no PostgreSQL server binaries (initdb, pg_ctl) found: "
+        "install the PostgreSQL server (apt-get install postgresql)"
+    )
 
 
 def _run_as_owner(args: list[str]) -> subprocess.CompletedProcess:
@@ -90,18 +89,22 @@ def _prepare_data_dir(data_dir: Path) -> Path:
     a private folder), the data lives in /var/tmp instead and ``data_dir`` links to it.
     """
     data_dir = Path(data_dir).absolute()
-    if os.geteuid() != 0 or data_dir.is_symlink():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return _data_dir(data_dir)
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    if _run_as_owner(["test", "-x", str(data_dir.parent)]).returncode == 0:
+    as_root = os.geteuid() == 0
+    if data_dir.is_symlink():
+        real = _data_dir(data_dir)
+    elif not as_root:
         real = data_dir
     else:
-        digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
-        real = Path("/var/tmp") / f"voucher-pg-{digest}"
-        data_dir.symlink_to(real, target_is_directory=True)
-    real.mkdir(exist_ok=True)
-    shutil.chown(real, _OS_USER, _OS_USER)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if _run_as_owner(["test", "-x", str(data_dir.parent)]).returncode == 0:
+            real = data_dir
+        else:
+            digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+            real = Path("/var/tmp") / f"voucher-pg-{digest}"
+            data_dir.symlink_to(real, target_is_directory=True)
+    real.mkdir(parents=True, exist_ok=True)
+    if as_root:
+        shutil.chown(real, _OS_USER, _OS_USER)
     return real
 
 

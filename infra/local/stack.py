@@ -21,7 +21,7 @@ import psycopg2
 from chalicelib.db import redact
 from chalicelib.migrate import migrate
 from infra.local import moto, postgres, s3
-from infra.local.postgres import StackError
+from infra.local.errors import StackError
 from infra.local.settings import Settings, from_env
 
 Echo = Callable[[str], None]
