@@ -40,9 +40,13 @@ class PublishedStore:
         self._checked_at: float | None = None
         self.reachable: bool | None = None
 
+    def _due(self) -> bool:
+        """Whether to check now: every TTL, and on every request while nothing is loaded."""
+        return self._published is None or self._clock() - self._checked_at >= self._ttl
+
     def published(self) -> Published:
         """What to answer from; a 503 :class:`ApiError` when nothing could ever be loaded."""
-        if self._checked_at is None or self._clock() - self._checked_at >= self._ttl:
+        if self._due():
             self.refresh(only_if_due=True)
         if self._published is None:
             raise ApiError(
@@ -73,10 +77,9 @@ class PublishedStore:
     def refresh(self, only_if_due: bool = False) -> None:
         """Reload when the published runs changed; a failure is logged and kept, never raised."""
         with self._lock:
-            now = self._clock()
-            if only_if_due and self._checked_at is not None and now - self._checked_at < self._ttl:
+            if only_if_due and not self._due():
                 return  # another thread checked meanwhile
-            self._checked_at = now
+            self._checked_at = self._clock()
             # A kept connection may have died while idle: it gets one retry on a fresh one.
             for _ in range(2 if self._conn is not None else 1):
                 try:

@@ -116,7 +116,10 @@ def test_database_stopped_mid_test_serves_stale_answers_and_reports_degraded(
     assert post(client, SAMPLE) == (200, answer)
 
 
-def test_database_down_before_anything_was_loaded_is_a_503(client, throwaway_server, caplog):
+def test_database_down_before_anything_was_loaded_is_a_503_until_it_is_back(
+    client, throwaway_server, caplog, monkeypatch
+):
+    monkeypatch.setenv("CACHE_TTL_SECONDS", "3600")  # retries while empty do not wait for it
     postgres.stop(throwaway_server.data_dir)
     status, body = post(client, SAMPLE)
     assert (status, body["error"]["code"], body["error"]["field"]) == (503, "unavailable", None)
@@ -126,6 +129,9 @@ def test_database_down_before_anything_was_loaded_is_a_503(client, throwaway_ser
                                       "loaded_at": None, "published": []})
     assert "OperationalError" in caplog.text  # the cause is logged, not answered
     assert "OperationalError" not in json.dumps(body)
+
+    postgres.start(throwaway_server.data_dir, throwaway_server.port)
+    assert post(client, SAMPLE)[0] == 200
 
 
 def test_the_connection_has_a_statement_timeout_and_reads_one_snapshot(published, monkeypatch):
