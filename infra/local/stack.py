@@ -22,7 +22,7 @@ from chalicelib.db import redact
 from chalicelib.migrate import migrate
 from infra.local import moto, postgres, s3
 from infra.local.errors import StackError
-from infra.local.settings import Settings, from_env
+from infra.local.settings import HOST, Settings, from_env
 
 Echo = Callable[[str], None]
 
@@ -146,10 +146,12 @@ def exports(env: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m infra.local.stack",
-        description="The local stack: a moto server on 127.0.0.1:4566 as the AWS endpoint and "
-        "PostgreSQL on 127.0.0.1:55432 (or the server DATABASE_URL names), state in .state/.",
+        description=f"The local stack: a moto server at {defaults.endpoint_url} as the AWS "
+        f"endpoint and PostgreSQL on {HOST}:{defaults.pg_port} (or the server DATABASE_URL "
+        f"names), state in {defaults.state_dir.name}/.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", help="start or reuse the services, create buckets, migrate the DB")
