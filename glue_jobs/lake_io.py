@@ -7,6 +7,7 @@ outputs are written to that folder and uploaded. Local paths are read in place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from glue_jobs.transforms import InputError
 _IGNORED_PREFIXES = ("_", ".")  # Spark/Hadoop markers such as _SUCCESS and .crc files
 
 
+@functools.cache
 def _s3():
     import boto3  # lazily: honours AWS_ENDPOINT_URL, so the same code reaches moto or LocalStack
 

@@ -87,9 +87,8 @@ def local_session():
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
-    )
+    logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
+    logging.getLogger("voucher_selection").setLevel(logging.INFO)
     args = parse_args(argv)
     options = options_from(args)
     try:
