@@ -28,11 +28,12 @@ SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
 	printf "  try: curl -s %s/voucher -H 'Content-Type: application/json' -d '%s'\n" \
 	"$(API_URL)" '$(SAMPLE_REQUEST)' && \
 	exec $(VENV)/bin/chalice local --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
-PACKAGE_ZIP := dist/chalice/deployment.zip
+STAGE ?= dev
+PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv java lint test up down status clean pipeline run serve package bench-api
+.PHONY: help venv java lint test up down status clean pipeline run serve package deploy bench-api
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -76,8 +77,9 @@ pipeline: venv java up ## one run: make pipeline DATA=path [COUNTRIES=Peru|all|P
 		"[COUNTRIES=Peru|all|Peru,Latvia]" >&2; exit 2; }
 	$(PIPELINE) --data "$(DATA)"
 
-run: venv java up ## the main job: stack up, sample data (or DATA=path) through the pipeline, then serve
-	$(PIPELINE) $(if $(DATA),--data "$(DATA)")
+run: venv java up ## the main job: stack up, sample data (or DATA=path) uploaded, the run it triggers, then serve
+	COUNTRIES="$(COUNTRIES)" $(PY) -m infra.local.events start
+	$(PY) -m infra.local.pipeline --trigger $(if $(DATA),--data "$(DATA)")
 	@$(SERVE)
 
 serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
@@ -85,10 +87,15 @@ serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is p
 
 # Further verbs (bench, eda, package) go below, each with a `## help` text.
 
-package: venv ## chalice package (stage dev) into dist/chalice, and print the zip's size
-	rm -rf dist/chalice
-	$(LOCAL_ENV) $(VENV)/bin/chalice package --stage dev dist/chalice
-	@echo "$(PACKAGE_ZIP): $$(stat -c %s $(PACKAGE_ZIP) | numfmt --to=iec-i --suffix=B)"
+package: venv ## build dist/ for STAGE (dev): chalice package + app template, the Glue files; sizes
+	$(PY) -m infra.deploy.package --stage $(STAGE)
+
+deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,subnet-b (docs/deploy.md)
+	$(PY) -m infra.deploy.deploy --stage $(STAGE)
 
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
+
+.PHONY: eda
+eda: venv java $(if $(filter s3://%,$(DATA)),up) ## profile DATA (default: the real history, else a sample) into reports/
+	$(if $(filter s3://%,$(DATA)),$(LOCAL_ENV)) $(PY) -m explore $(if $(DATA),--data "$(DATA)")

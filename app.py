@@ -1,7 +1,11 @@
-"""Voucher Selection API: the table of routes. The work lives in ``chalicelib.api``."""
+"""Voucher Selection: the table of routes and event handlers. The work lives in ``chalicelib``."""
+
+import os
 
 from chalice import Chalice
 
+from chalicelib import migrate as migrations
+from chalicelib import uploads
 from chalicelib.api import handlers
 
 app = Chalice(app_name="voucher-selection")
@@ -30,3 +34,13 @@ def health():
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
     return handlers.openapi(app.current_request)
+
+
+@app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
+def on_upload(event):
+    uploads.handle(event)
+
+
+@app.lambda_function(name="migrate")
+def migrate(event, context):
+    return {"applied": migrations.apply()}

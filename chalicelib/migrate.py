@@ -26,3 +26,14 @@ def migrate(conn) -> list[str]:
             cur.execute(path.read_text())
             cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
     return [p.stem for p in todo]
+
+
+def apply() -> list[str]:
+    """Migrate the configured database (the ``migrate`` Lambda, run once after each deploy)."""
+    from chalicelib import db
+
+    conn = db.connect(application_name="voucher-selection-migrate")
+    try:
+        return migrate(conn)
+    finally:
+        conn.close()

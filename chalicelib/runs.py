@@ -1,14 +1,17 @@
 """Run records and the atomic publish of a run's results.
 
-A run is inserted when it starts and finished in one transaction that writes its statistics,
-the segment rules, the selections and fallbacks, then points ``published_country`` at it.
-A failed run only records its error: whatever was published before keeps serving.
+A run is queued (by the upload handler) or inserted when it starts, and finished in one transaction
+that writes its statistics, the segment rules, the selections and fallbacks, then points
+``published_country`` at it. A failed run only records its error: whatever was published before
+keeps serving.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from psycopg2.extras import execute_values
 
@@ -25,6 +28,7 @@ class Source:
     bucket: str | None
     key: str
     etag: str | None = None
+    modified_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -68,22 +72,78 @@ class RunResult:
     fallbacks: list[Fallback] = field(default_factory=list)
 
     @property
-    def published_keys(self) -> list[str]:
-        """Countries this run publishes: those with at least one kept row."""
+    def publishable_keys(self) -> list[str]:
+        """Countries this run can publish: those with at least one kept row."""
         return [f.country_key for f in self.fallbacks]
 
 
-def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None) -> None:
-    """Record the run as running (inserting it, or moving a queued record on)."""
+def new_run_id() -> str:
+    """A run id that sorts by start time: ``20260101T120000Z-1a2b3c4d``."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+class AlreadyProcessed(Exception):
+    """The object was already processed (or is being processed) for these countries."""
+
+    def __init__(self, run_id: str):
+        super().__init__(f"already processed by run {run_id}")
+        self.run_id = run_id
+
+
+_LIVE_RUN_OF_OBJECT = """
+    SELECT run_id FROM runs
+     WHERE source_bucket IS NOT DISTINCT FROM %s AND source_key = %s AND source_etag = %s
+       AND coalesce(countries, '{}') = coalesce(%s::text[], '{}') AND status <> 'failed'
+"""
+
+
+def _countries(country_keys: tuple[str, ...] | None) -> list[str] | None:
+    return list(country_keys) if country_keys is not None else None
+
+
+def queue_run(
+    conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None
+) -> str | None:
+    """Record a queued run for ``source``; ``None`` when a live or succeeded run already has it."""
     with conn, conn.cursor() as cur:
         cur.execute(
+            "INSERT INTO runs (run_id, source_bucket, source_key, source_etag, source_modified_at,"
+            " countries, status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')"
+            " ON CONFLICT DO NOTHING RETURNING run_id",
+            (
+                run_id,
+                source.bucket,
+                source.key,
+                source.etag,
+                source.modified_at,
+                _countries(country_keys),
+            ),
+        )
+        return cur.fetchone() and run_id
+
+
+def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None) -> None:
+    """Record the run as running (inserting it, or moving its queued record on).
+
+    Raises :class:`AlreadyProcessed` when another live or succeeded run has the same object.
+    """
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            _LIVE_RUN_OF_OBJECT, (source.bucket, source.key, source.etag, _countries(country_keys))
+        )
+        other = next((row[0] for row in cur.fetchall() if row[0] != run_id), None)
+        if other and source.etag:
+            raise AlreadyProcessed(other)
+        cur.execute(
             """
-            INSERT INTO runs (run_id, source_bucket, source_key, source_etag, countries,
-                              status, started_at)
-            VALUES (%s, %s, %s, %s, %s, 'running', now())
+            INSERT INTO runs (run_id, source_bucket, source_key, source_etag, source_modified_at,
+                              countries, status, started_at)
+            VALUES (%s, %s, %s, %s, %s, %s, 'running', now())
             ON CONFLICT (run_id) DO UPDATE
                SET status = 'running', started_at = now(), countries = EXCLUDED.countries,
-                   source_etag = COALESCE(EXCLUDED.source_etag, runs.source_etag),
+                   source_etag = COALESCE(runs.source_etag, EXCLUDED.source_etag),
+                   source_modified_at = COALESCE(runs.source_modified_at,
+                                                 EXCLUDED.source_modified_at),
                    error = NULL, finished_at = NULL
             """,
             (
@@ -91,7 +151,8 @@ def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] |
                 source.bucket,
                 source.key,
                 source.etag,
-                list(country_keys) if country_keys is not None else None,
+                source.modified_at,
+                _countries(country_keys),
             ),
         )
 
@@ -105,14 +166,21 @@ def fail_run(conn, run_id: str, error: str) -> None:
         )
 
 
+_PUBLISH_LOCK = (
+    0x56534C50  # publishes are serialised: two runs finishing together cannot interleave
+)
+
+
 def publish_run(
     conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
-) -> None:
+) -> list[str]:
     """Write the run's statistics and results and publish them, all in one transaction.
 
     Rows a previous attempt of the same run left are replaced, so a retried run publishes once.
+    Returns the keys of the countries published (see ``published_country``'s rule above).
     """
     with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
         for table in RESULT_TABLES:
             cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))  # noqa: S608
         execute_values(
@@ -179,15 +247,30 @@ def publish_run(
                     for f in result.fallbacks
                 ],
             )
-            execute_values(
-                cur,
-                "INSERT INTO published_country (country_key, run_id) VALUES %s"
-                " ON CONFLICT (country_key) DO UPDATE"
-                " SET run_id = EXCLUDED.run_id, published_at = now()",
-                [(key, run_id) for key in result.published_keys],
+        published = (
+            sorted(
+                row[0]
+                for row in execute_values(
+                    cur,
+                    # A country moves to this run unless the run it serves read a newer object.
+                    "INSERT INTO published_country AS p (country_key, run_id) VALUES %s"
+                    " ON CONFLICT (country_key) DO UPDATE"
+                    " SET run_id = EXCLUDED.run_id, published_at = now()"
+                    " WHERE (SELECT coalesce(source_modified_at, '-infinity') FROM runs"
+                    "         WHERE run_id = p.run_id)"
+                    "    <= (SELECT coalesce(source_modified_at, 'infinity') FROM runs"
+                    "         WHERE run_id = EXCLUDED.run_id)"
+                    " RETURNING country_key",
+                    [(key, run_id) for key in result.publishable_keys],
+                    fetch=True,
+                )
             )
+            if result.publishable_keys
+            else []
+        )
         cur.execute(
             "UPDATE runs SET status = 'succeeded', finished_at = now(), rows_read = %s,"
-            " rows_out_of_scope = %s, error = NULL WHERE run_id = %s",
-            (result.rows_read, result.rows_out_of_scope, run_id),
+            " rows_out_of_scope = %s, published_countries = %s, error = NULL WHERE run_id = %s",
+            (result.rows_read, result.rows_out_of_scope, published, run_id),
         )
+    return published

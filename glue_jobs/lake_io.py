@@ -11,6 +11,7 @@ import functools
 import hashlib
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -65,7 +66,10 @@ def _source_objects(uri: str) -> list[dict]:
         head = _s3().head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore's ClientError; its message says 404 or 403
         raise InputError(f"cannot read {uri}: {exc}") from exc
-    return [{"Key": key, "ETag": head["ETag"], "Size": head["ContentLength"]}]
+    return [
+        {"Key": key, "ETag": head["ETag"], "Size": head["ContentLength"],
+         "LastModified": head["LastModified"]}
+    ]  # fmt: skip
 
 
 def describe_source(uri: str) -> Source:
@@ -75,18 +79,21 @@ def describe_source(uri: str) -> Source:
     An input that cannot be found has no ETag; reading it then fails the run with the reason.
     """
     if not is_s3(uri):
-        return Source(bucket=None, key=str(Path(uri).resolve()))
+        path = Path(uri).resolve()
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else None
+        return Source(bucket=None, key=str(path), modified_at=modified)
     bucket, key = split_s3(uri)
     try:
         objects = _source_objects(uri)
     except InputError:
         return Source(bucket, key)
+    modified = max(o["LastModified"] for o in objects)
     if len(objects) == 1 and objects[0]["Key"] == key:
-        return Source(bucket, key, objects[0]["ETag"].strip('"'))
+        return Source(bucket, key, objects[0]["ETag"].strip('"'), modified)
     digest = hashlib.md5(
         "\n".join(f"{o['Key']} {o['ETag']}" for o in objects).encode(), usedforsecurity=False
     )
-    return Source(bucket, key, f"prefix-{digest.hexdigest()}-{len(objects)}")
+    return Source(bucket, key, f"prefix-{digest.hexdigest()}-{len(objects)}", modified)
 
 
 class Lake:

@@ -97,36 +97,39 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     return result
 
 
-def run(spark: SparkSession, options: JobOptions) -> runs.RunResult:
-    """Record the run, transform, then publish atomically; a failure records its error and
-    publishes nothing, so the previous result keeps serving."""
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run computed, and the countries it actually published."""
+
+    run_id: str
+    result: runs.RunResult
+    published: list[str]
+
+
+def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
+    """Record the run, transform, then publish atomically.
+
+    A failure records its error and publishes nothing, so the previous result keeps serving.
+    An object already processed for these countries raises ``runs.AlreadyProcessed``.
+    """
     configure(spark)
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
     conn = db.connect(application_name="voucher-selection-job")
     try:
-        source = describe_source(options.source)
-        runs.start_run(conn, options.run_id, source, country_keys)
-        log.info(
-            "run %s started for %s (countries: %s)",
-            options.run_id,
-            options.source,
-            options.countries,
-        )
+        runs.start_run(conn, options.run_id, describe_source(options.source), country_keys)
+        log.info("run %s started for %s (countries: %s)", options.run_id, options.source,
+                 options.countries)  # fmt: skip
         try:
             with Lake(spark) as lake:
                 result = transform(spark, lake, options)
-            runs.publish_run(conn, options.run_id, result)
+            published = runs.publish_run(conn, options.run_id, result)
         except Exception as exc:
             runs.fail_run(conn, options.run_id, error_message(exc))
             raise
-        log.info(
-            "run %s published %s in %.1f s",
-            options.run_id,
-            ", ".join(result.published_keys) or "nothing",
-            time.monotonic() - started,
-        )
-        return result
+        log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
+                 time.monotonic() - started)  # fmt: skip
+        return RunOutcome(options.run_id, result, published)
     finally:
         conn.close()
 

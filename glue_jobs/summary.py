@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalicelib import rules
-from chalicelib.runs import RunResult
+from glue_jobs.pipeline import RunOutcome
 
 
 def amount_text(amount: float) -> str:
@@ -27,8 +27,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def format_summary(run_id: str, result: RunResult) -> str:
+def format_summary(outcome: RunOutcome) -> str:
     """Rows in, kept and rejected per reason, then the selected voucher per segment, per country."""
+    result = outcome.result
     stats = result.countries
     header = ["", *(s.country for s in stats)]
     counts = [
@@ -45,6 +46,8 @@ def format_summary(run_id: str, result: RunResult) -> str:
     ]
     chosen = {(s.country_key, s.segment_name, s.segment): s for s in result.selections}
     fallback = {f.country_key: f for f in result.fallbacks}
+    published = [s.country for s in stats if s.country_key in outcome.published]
+    skipped = [s.country for s in stats if s.country_key not in outcome.published]
 
     selections = [
         [
@@ -72,7 +75,7 @@ def format_summary(run_id: str, result: RunResult) -> str:
     )
     return "\n".join(
         [
-            f"Run {run_id}: {result.rows_read:,} rows read, "
+            f"Run {outcome.run_id}: {result.rows_read:,} rows read, "
             f"{result.rows_out_of_scope:,} out of scope",
             "",
             _table(header, counts),
@@ -80,10 +83,14 @@ def format_summary(run_id: str, result: RunResult) -> str:
             "Selected voucher per segment (rows with that amount / rows in the segment)",
             _table(header, selections),
             "",
-            "Published: "
-            + (
-                ", ".join(s.country for s in stats if s.country_key in fallback)
-                or "nothing (no kept rows)"
+            f"Published: {', '.join(published) or 'nothing'}",
+            *(
+                [
+                    f"Not published: {', '.join(skipped)} (no kept rows, or a newer upload is "
+                    "already published)"
+                ]
+                if skipped
+                else []
             ),
         ]
     )

@@ -14,10 +14,9 @@ import argparse
 import logging
 import os
 import sys
-import uuid
-from datetime import UTC, datetime
 
-from glue_jobs.pipeline import JobOptions, run
+from chalicelib.runs import AlreadyProcessed, new_run_id
+from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
 _LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
@@ -47,10 +46,6 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
     resolved = getResolvedOptions(argv, ["JOB_NAME", *given])
     return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def options_from(args: dict[str, str]) -> JobOptions:
@@ -96,15 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         from awsglue.job import Job
         from pyspark.context import SparkContext
     except ImportError:
-        result = run(local_session(), options)
+        outcome = _run_once(local_session(), options)
     else:
         glue = GlueContext(SparkContext.getOrCreate())
         job = Job(glue)
         job.init(args["JOB_NAME"], args)
-        result = run(glue.spark_session, options)
+        outcome = _run_once(glue.spark_session, options)
         job.commit()
-    print(format_summary(options.run_id, result), flush=True)
+    if outcome:
+        print(format_summary(outcome), flush=True)
     return 0
+
+
+def _run_once(spark, options: JobOptions) -> RunOutcome | None:
+    """Run, or say which run already processed this object (not an error: S3 repeats events)."""
+    try:
+        return run(spark, options)
+    except AlreadyProcessed as done:
+        print(f"{options.source} was {done}; nothing to do", flush=True)
+        return None
 
 
 if __name__ == "__main__":

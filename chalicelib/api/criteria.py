@@ -26,8 +26,7 @@ def _country_criteria(country: CountryResult) -> dict:
         "country_key": stats.country_key,
         "run": {
             "run_id": run.run_id,
-            "source": {"bucket": run.source.bucket, "key": run.source.key,
-                       "etag": run.source.etag},
+            "source": {"bucket": run.source.bucket, "key": run.source.key, "etag": run.source.etag},
             "started_at": run.started_at,
             "finished_at": run.finished_at,
             "published_at": run.published_at,
@@ -49,9 +48,7 @@ def _country_criteria(country: CountryResult) -> dict:
                 "segment_name": rule.name,
                 "measure": rule.measure,
                 "description": rule.description,
-                "segments": [
-                    _segment_criteria(country, rule.name, seg) for seg in rule.segments
-                ],
+                "segments": [_segment_criteria(country, rule.name, seg) for seg in rule.segments],
             }
             for rule in country.rules.values()
         ],

@@ -24,7 +24,7 @@ TIMESTAMP_PATTERN = (
 )
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _DIGITS = re.compile(r"[0-9]+")
-_ORDERS_HINT = "a non-negative whole number such as 15, 15.0 or \"15\""
+_ORDERS_HINT = 'a non-negative whole number such as 15, 15.0 or "15"'
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,10 @@ def _text(body: dict, field: str) -> str:
 
 def _customer_id(body: dict) -> int | str | None:
     value = body.get("customer_id")
-    ok = value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and 0 < len(value) <= MAX_CUSTOMER_ID_CHARS
+    ok = (
+        value is None
+        or (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, str) and 0 < len(value) <= MAX_CUSTOMER_ID_CHARS)
     )
     if not ok:
         expected = f"an integer or a string of 1 to {MAX_CUSTOMER_ID_CHARS} characters"

@@ -12,8 +12,10 @@ from chalicelib.api.errors import ApiError
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
 #: The search page is self-contained: it may run its inline code and call this API, nothing else.
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def amount(value: float) -> int | float:
@@ -41,6 +43,12 @@ def text_response(text: str, content_type: str, status: int = 200) -> Response:
 
 
 def page_response(html: str) -> Response:
-    return Response(body=html, status_code=200, headers={
-        "Content-Type": HTML_TYPE, "Content-Security-Policy": PAGE_POLICY,
-        "X-Content-Type-Options": "nosniff"})
+    return Response(
+        body=html,
+        status_code=200,
+        headers={
+            "Content-Type": HTML_TYPE,
+            "Content-Security-Policy": PAGE_POLICY,
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

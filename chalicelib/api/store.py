@@ -29,8 +29,12 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 3000
 class PublishedStore:
     """Serves the last loaded :class:`Published` and refreshes it when it is due."""
 
-    def __init__(self, connect: Callable[[], object], ttl_seconds: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        connect: Callable[[], object],
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._connect = connect
         self._ttl = ttl_seconds
         self._clock = clock
@@ -50,7 +54,8 @@ class PublishedStore:
             self.refresh(only_if_due=True)
         if self._published is None:
             raise ApiError(
-                503, "unavailable",
+                503,
+                "unavailable",
                 "no published result could be loaded from the database yet; try again shortly",
             )
         return self._published
@@ -68,8 +73,7 @@ class PublishedStore:
             "database": "reachable" if self.reachable else "unreachable",
             "loaded_at": published.loaded_at if published else None,
             "published": [
-                {"country_code": c.name, "run_id": c.run.run_id,
-                 "published_at": c.run.published_at}
+                {"country_code": c.name, "run_id": c.run.run_id, "published_at": c.run.published_at}
                 for c in countries
             ],
         }
@@ -107,8 +111,12 @@ class PublishedStore:
     def _failed(self, error: Exception) -> None:
         self.reachable = False
         state = "serving the last loaded result" if self._published else "nothing loaded yet"
-        log.error("published results not refreshed (%s): %s: %s", state,
-                  type(error).__name__, db.redact(str(error)).strip())
+        log.error(
+            "published results not refreshed (%s): %s: %s",
+            state,
+            type(error).__name__,
+            db.redact(str(error)).strip(),
+        )
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

@@ -41,7 +41,7 @@ def probe(url: str) -> bool | None:
     return b"ListAllMyBucketsResult" in body
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child that has exited
     try:
@@ -59,7 +59,7 @@ def owned_pid(state_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if b"moto" in cmdline and _alive(pid) else None
+    return pid if b"moto" in cmdline and alive(pid) else None
 
 
 def _binary() -> str:
@@ -111,7 +111,7 @@ def stop(state_dir: Path) -> bool:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-        while _alive(pid):
+        while alive(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)

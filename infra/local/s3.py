@@ -1,17 +1,18 @@
-"""S3 on the local endpoint: a client with the dummy credentials, and idempotent buckets."""
+"""The local endpoint: clients with the dummy credentials, and idempotent buckets."""
 
 from __future__ import annotations
 
-import boto3
 from botocore.exceptions import ClientError
 
 from infra.local.settings import DUMMY_CREDENTIAL, REGION
 
 
-def client(endpoint_url: str):
-    """An S3 client for ``endpoint_url`` (created on call, never at import)."""
+def client(endpoint_url: str, service: str = "s3"):
+    """A boto3 client of ``service`` for ``endpoint_url`` (created on call, never at import)."""
+    import boto3
+
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint_url,
         region_name=REGION,
         aws_access_key_id=DUMMY_CREDENTIAL,

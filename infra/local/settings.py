@@ -34,6 +34,11 @@ class Settings:
     pg_port: int = 55432
     raw_bucket: str = "voucher-raw"
     lake_bucket: str = "voucher-lake"
+    #: The queue S3 notifies of uploads; its dead-letter queue takes a message after this many
+    #: failed receives, each retried once the visibility timeout has passed.
+    upload_queue: str = "voucher-uploads"
+    max_receive_count: int = 3
+    visibility_timeout_s: int = 30
     #: A server to use instead of starting one (``DATABASE_URL``); ``None`` runs the local one.
     database_url_override: str | None = field(default=None)
 
@@ -69,6 +74,9 @@ class Settings:
             "DATABASE_URL": self.database_url,
             "RAW_BUCKET": self.raw_bucket,
             "LAKE_BUCKET": self.lake_bucket,
+            "UPLOAD_QUEUE": self.upload_queue,
+            "JOB_LAUNCHER": "local",
+            "JOB_LOG_DIR": str(self.state_dir / "runs"),
         }
 
 

@@ -20,7 +20,7 @@ import psycopg2
 
 from chalicelib.db import redact
 from chalicelib.migrate import migrate
-from infra.local import moto, postgres, s3
+from infra.local import events, moto, postgres, s3
 from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings, from_env
 
@@ -77,10 +77,12 @@ def _postgres_up(settings: Settings) -> str:
 
 
 def provision(settings: Settings, echo: Echo = print) -> None:
-    """Create the buckets and the database if missing, and apply pending migrations."""
+    """Create the buckets, the upload queue and the database if missing; apply migrations."""
     client = s3.client(settings.endpoint_url)
     for bucket in (settings.raw_bucket, settings.lake_bucket):
         _say(echo, "bucket", "created" if s3.ensure_bucket(client, bucket) else "exists", bucket)
+    events.ensure_upload_queue(settings)
+    _say(echo, "queue", "ready", f"{settings.upload_queue} (+ dead-letter queue, notification)")
     url = settings.database_url
     try:
         created = postgres.ensure_database(url)
@@ -113,11 +115,13 @@ def down(settings: Settings | None = None, echo: Echo = print) -> dict[str, str]
     """Stop the services this state folder started, by PID; data stays."""
     settings = settings or from_env()
     with _locked(settings.state_dir):
+        pump = "stopped" if events.stop(settings) else "not running"
         aws = "stopped" if moto.stop(settings.state_dir) else "not ours"
         pg = "stopped" if postgres.stop(settings.pg_data_dir) else "not ours"
+    _say(echo, "pump", pump)
     _say(echo, "aws", aws)
     _say(echo, "postgres", pg)
-    return {"aws": aws, "postgres": pg}
+    return {"pump": pump, "aws": aws, "postgres": pg}
 
 
 def clean(settings: Settings | None = None, echo: Echo = print) -> None:

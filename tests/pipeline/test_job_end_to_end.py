@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chalicelib import rules
+from chalicelib.runs import new_run_id
 from glue_jobs import voucher_selection_job
 from glue_jobs.transforms import InputError
 from infra.local import pipeline as local_pipeline
@@ -25,7 +26,7 @@ def stack(local_stack, database_url, buckets, db, spark):
 
 
 def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
-    run_id = run_id or voucher_selection_job.new_run_id()
+    run_id = run_id or new_run_id()
     voucher_selection_job.main([
         "job",
         "--source", source,

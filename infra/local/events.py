@@ -1,0 +1,205 @@
+"""Uploads become runs locally, as in the cloud: S3 notifies an SQS queue, and this pump plays
+Lambda's SQS event source.
+
+The local endpoint delivers S3 notifications to SQS but runs no Lambda, so the pump long-polls the
+queue and invokes the very same Chalice handler (``on_upload`` in ``app.py``) with a Lambda SQS
+batch event, deleting the messages only after the handler succeeded. A failed message is received
+again once its visibility timeout has passed, and the queue's redrive policy moves it to the
+dead-letter queue after ``max_receive_count`` receives.
+
+    python -m infra.local.events start|stop|run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from infra.local import moto as local_moto
+from infra.local import s3 as local_s3
+from infra.local.settings import RAW_PREFIX, REGION, Settings, from_env
+
+log = logging.getLogger("voucher_selection.events")
+
+SUFFIXES = (".parquet", ".parquet.gzip")  # the same as chalicelib.uploads.SUFFIXES
+
+
+def _client(settings: Settings, service: str):
+    return local_s3.client(settings.endpoint_url, service)
+
+
+def ensure_upload_queue(settings: Settings) -> str:
+    """Create the upload queue, its dead-letter queue and the raw bucket's notification to it;
+    idempotent. Returns the queue URL."""
+    sqs = _client(settings, "sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{settings.upload_queue}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    redrive = {
+        "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
+        "maxReceiveCount": str(settings.max_receive_count),
+    }
+    url = sqs.create_queue(QueueName=settings.upload_queue)["QueueUrl"]
+    sqs.set_queue_attributes(
+        QueueUrl=url,
+        Attributes={
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": str(settings.visibility_timeout_s),
+        },
+    )
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    _client(settings, "s3").put_bucket_notification_configuration(
+        Bucket=settings.raw_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": f"uploads{suffix.replace('.', '-')}",
+                    "QueueArn": arn["QueueArn"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": RAW_PREFIX},
+                                {"Name": "suffix", "Value": suffix},
+                            ]
+                        }
+                    },
+                }
+                for suffix in SUFFIXES
+            ]
+        },
+    )
+    return url
+
+
+def lambda_event(messages: list[dict], queue_arn: str) -> dict:
+    """The event Lambda's SQS event source hands a function for ``messages``."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+class Pump:
+    """Long-polls the upload queue and hands each batch to ``handler(event, context)``."""
+
+    def __init__(self, settings: Settings, handler: Callable, batch_size: int = 1, wait_s: int = 1):
+        self.sqs = _client(settings, "sqs")
+        self.url = self.sqs.get_queue_url(QueueName=settings.upload_queue)["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        self.arn = attributes["Attributes"]["QueueArn"]
+        self.handler = handler
+        self.batch_size = batch_size
+        self.wait_s = wait_s
+
+    def poll_once(self) -> int:
+        """Receive one batch and invoke the handler; return how many messages it took."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_s,
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        try:
+            self.handler(lambda_event(messages, self.arn), None)
+        except Exception as exc:  # as Lambda would: the batch stays queued and comes back later
+            log.error("handler failed, %d message(s) left on the queue: %s", len(messages), exc)
+            return 0
+        self.sqs.delete_message_batch(
+            QueueUrl=self.url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in
+                     enumerate(messages)],
+        )  # fmt: skip
+        return len(messages)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.poll_once()
+
+
+def _pid_file(settings: Settings):
+    return settings.state_dir / "pump.pid"
+
+
+def start(settings: Settings) -> int:
+    """Start the pump as a background process (reusing a running one); return its PID."""
+    pid_file = _pid_file(settings)
+    if pid_file.exists() and local_moto.alive(int(pid_file.read_text())):
+        return int(pid_file.read_text())
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.state_dir / "pump.log", "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local.events", "run"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **settings.env()},
+            start_new_session=True,
+        )
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the background pump this checkout started; return whether one was running."""
+    pid_file = _pid_file(settings)
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    if not local_moto.alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(50):
+        if not local_moto.alive(pid):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["start", "stop", "run"])
+    args = parser.parse_args(argv)
+    settings = from_env()
+    if args.command == "start":
+        print(
+            f"pump       running          pid {start(settings)}, log {settings.state_dir}/pump.log"
+        )
+    elif args.command == "stop":
+        print("pump       " + ("stopped" if stop(settings) else "not running"))
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        os.environ.update(settings.env())
+        from app import on_upload
+
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        log.info("pump: polling %s", settings.upload_queue)
+        Pump(settings, on_upload).run(stopping)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
