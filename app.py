@@ -31,6 +31,16 @@ def health():
     return handlers.health(app.current_request)
 
 
+@app.route("/runs", methods=["GET"])
+def runs():
+    return handlers.runs(app.current_request)
+
+
+@app.route("/runs/{run_id}", methods=["GET"])
+def run(run_id):
+    return handlers.run(app.current_request, run_id)
+
+
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
     return handlers.openapi(app.current_request)

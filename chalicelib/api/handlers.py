@@ -25,6 +25,7 @@ from chalicelib.api.responses import (
     page_response,
     text_response,
 )
+from chalicelib.api.run_history import latest_runs, one_run, parse_limit
 from chalicelib.api.store import default_store
 from chalicelib.api.voucher import answer_voucher
 from chalicelib.db import redact
@@ -40,11 +41,11 @@ def static_text(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
-def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
     @functools.wraps(handler)
-    def run(request: Request) -> Response:
+    def run(request: Request, *path_params: str) -> Response:
         try:
-            return handler(request)
+            return handler(request, *path_params)
         except ApiError as e:
             return error_response(e)
         except Exception:
@@ -82,3 +83,14 @@ def search_page(request: Request) -> Response:
 @guarded
 def openapi(request: Request) -> Response:
     return text_response(static_text("openapi.json"), JSON_TYPE)
+
+
+@guarded
+def runs(request: Request) -> Response:
+    limit = parse_limit(request.query_params)
+    return json_response({"runs": default_store().read(lambda conn: latest_runs(conn, limit))})
+
+
+@guarded
+def run(request: Request, run_id: str) -> Response:
+    return json_response(default_store().read(lambda conn: one_run(conn, run_id)))

@@ -15,10 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from chalicelib import db
 from chalicelib.api.errors import ApiError
 from chalicelib.api.published import VERSION_SQL, Published, load_published
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,19 @@ class PublishedStore:
             ],
         }
 
+    def read(self, query: Callable[[object], T]) -> T:
+        """Run ``query(connection)`` on this container's connection; 503 when it is unreachable."""
+        with self._lock:
+            try:
+                return query(self._connection())
+            except ApiError:
+                raise
+            except Exception as e:
+                self._drop_connection()
+                log.error("query failed: %s: %s", type(e).__name__, db.redact(str(e)).strip())
+                raise ApiError(503, "unavailable", "the database cannot be reached; try again "
+                               "shortly") from None  # fmt: skip
+
     def refresh(self, only_if_due: bool = False) -> None:
         """Reload when the published runs changed; a failure is logged and kept, never raised."""
         with self._lock:
@@ -96,16 +112,20 @@ class PublishedStore:
                     return
             self._failed(error)
 
-    def _check(self) -> None:
+    def _connection(self):
+        """The one connection of this container, opened on first use (read-only snapshots)."""
         if self._conn is None:
             self._conn = self._connect()
             self._conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        return self._conn
+
+    def _check(self) -> None:
         if self._published is not None:
-            with self._conn, self._conn.cursor() as cur:
+            with self._connection(), self._conn.cursor() as cur:
                 cur.execute(VERSION_SQL)
                 if tuple(cur.fetchall()) == self._published.version:
                     return
-        self._published = load_published(self._conn, loaded_at=datetime.now(UTC))
+        self._published = load_published(self._connection(), loaded_at=datetime.now(UTC))
         log.info("loaded published runs %s", self._published.version)
 
     def _failed(self, error: Exception) -> None:

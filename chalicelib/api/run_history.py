@@ -1,0 +1,55 @@
+"""Run history for ``GET /runs`` and ``GET /runs/{run_id}``: read from the database on request
+(unlike the published result, it is not cached: a run's status moves while it is watched)."""
+
+from __future__ import annotations
+
+from chalicelib.api.errors import bad_request, not_found
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+_RUNS_SQL = """
+SELECT r.run_id, r.status, r.source_bucket, r.source_key, r.source_etag, r.countries,
+       r.created_at, r.started_at, r.finished_at, r.rows_read, r.rows_out_of_scope,
+       r.published_countries, r.error,
+       coalesce((SELECT json_agg(json_build_object(
+                    'country_code', s.country, 'rows_in', s.rows_in, 'rows_kept', s.rows_kept,
+                    'rows_rejected', s.rows_rejected, 'rejected_by_reason', s.rejected_by_reason,
+                    'unsegmented', s.unsegmented) ORDER BY s.country)
+                   FROM run_country_stats s WHERE s.run_id = r.run_id), '[]') AS countries_stats
+  FROM runs r
+"""
+_FIELDS = (
+    "run_id", "status", "source_bucket", "source_key", "source_etag", "countries", "created_at",
+    "started_at", "finished_at", "rows_read", "rows_out_of_scope", "published_countries", "error",
+    "stats",
+)  # fmt: skip
+
+
+def _run(row: tuple) -> dict:
+    run = dict(zip(_FIELDS, row, strict=True))
+    run["source"] = {k: run.pop(f"source_{k}") for k in ("bucket", "key", "etag")}
+    return run
+
+
+def parse_limit(query: dict | None) -> int:
+    text = (query or {}).get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise bad_request("invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}",
+                          "limit")  # fmt: skip
+    return int(text)
+
+
+def latest_runs(conn, limit: int) -> list[dict]:
+    with conn, conn.cursor() as cur:
+        cur.execute(_RUNS_SQL + " ORDER BY r.created_at DESC, r.run_id DESC LIMIT %s", (limit,))
+        return [_run(row) for row in cur.fetchall()]
+
+
+def one_run(conn, run_id: str) -> dict:
+    with conn, conn.cursor() as cur:
+        cur.execute(_RUNS_SQL + " WHERE r.run_id = %s", (run_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise not_found("unknown_run", "no run has this id; GET /runs lists the latest", "run_id")
+    return _run(row)

@@ -1,0 +1,53 @@
+"""GET /runs and GET /runs/{run_id} through the Chalice test client, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import runs
+from tests.api import sample_runs
+from tests.api.calls import assert_error, get
+
+
+@pytest.fixture
+def history(db):
+    """A published run, then a failed one (newest)."""
+    sample_runs.publish(db, sample_runs.FIRST_RUN, sample_runs.FIRST)
+    runs.start_run(db, "run-failed", runs.Source("voucher-raw", "incoming/bad.parquet", "e9"), None)
+    runs.fail_run(
+        db, "run-failed", "s3://voucher-raw/incoming/bad.parquet is not a readable parquet"
+    )
+    return db
+
+
+def test_runs_lists_the_latest_first_with_status_stats_and_errors(client, history):
+    status, body = get(client, "/runs")
+    assert status == 200
+    assert [r["run_id"] for r in body["runs"]] == ["run-failed", sample_runs.FIRST_RUN]
+    failed, succeeded = body["runs"]
+    assert failed["status"] == "failed" and "not a readable parquet" in failed["error"]
+    assert failed["source"] == {
+        "bucket": "voucher-raw",
+        "key": "incoming/bad.parquet",
+        "etag": "e9",
+    }
+    assert failed["stats"] == [] and failed["published_countries"] is None
+    assert succeeded["status"] == "succeeded"
+    assert sorted(succeeded["published_countries"]) == ["china", "latvia", "peru"]
+    for country in succeeded["stats"]:
+        assert country["rows_in"] == country["rows_kept"] + country["rows_rejected"]
+        assert sum(country["rejected_by_reason"].values()) == country["rows_rejected"]
+    assert get(client, "/runs?limit=1")[1]["runs"][0]["run_id"] == "run-failed"
+
+
+def test_one_run_by_id_and_an_unknown_id(client, history):
+    status, body = get(client, f"/runs/{sample_runs.FIRST_RUN}")
+    assert status == 200 and body["run_id"] == sample_runs.FIRST_RUN
+    assert_error(get(client, "/runs/no-such-run"), 404, "unknown_run", "run_id")
+    assert_error(get(client, "/runs/x' OR '1'='1"), 404, "unknown_run", "run_id")
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1; DROP TABLE runs"])
+def test_an_unusable_limit_is_a_400(client, history, limit):
+    assert_error(get(client, f"/runs?limit={limit}"), 400, "invalid_field", "limit")
+    assert get(client, "/runs")[0] == 200  # the table is intact
