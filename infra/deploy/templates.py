@@ -1,0 +1,63 @@
+"""The CloudFormation templates in ``infra/cloudformation``: where they are, and reading them.
+
+YAML templates use CloudFormation's short tags (``!Ref``, ``!Sub``, ``!GetAtt``...); :func:`load`
+turns them into the long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``) that JSON templates use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = REPO_ROOT / "infra" / "cloudformation"
+#: The data plane's stacks, in deploy order; each template is ``<part>.yaml``.
+DATA_PLANE = ("storage", "network", "database", "glue")
+#: Merged into the template ``chalice package`` writes: the app stack.
+CHALICE_OVERLAY = TEMPLATES_DIR / "chalice-overlay.yaml"
+#: CloudFormation's limit for a template sent in the request (TemplateBody), in bytes.
+TEMPLATE_BODY_LIMIT = 51_200
+
+
+def path(part: str) -> Path:
+    return TEMPLATES_DIR / f"{part}.yaml"
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that knows CloudFormation's short tags (SafeLoader itself stays as it is)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_Loader.add_multi_constructor("!", _intrinsic)
+
+
+def loads(text: str) -> dict[str, Any]:
+    return yaml.load(text, Loader=_Loader)
+
+
+def load(file: Path) -> dict[str, Any]:
+    return loads(file.read_text())
+
+
+def parameters(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The template's parameters: name -> declaration (``Type``, ``Default``...)."""
+    return dict(template.get("Parameters") or {})
+
+
+def required_parameters(template: dict[str, Any]) -> set[str]:
+    """The parameters without a default: a deploy must give each of them a value."""
+    return {name for name, spec in parameters(template).items() if "Default" not in spec}

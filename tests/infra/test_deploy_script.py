@@ -1,0 +1,109 @@
+"""``make deploy`` cannot run here (no AWS account): it must fail early and clearly when AWS is
+out of reach or an input is missing, and its template rewriting must be right."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infra.deploy import deploy, templates
+
+VPC = {"VPC_ID": "vpc-0abc", "PRIVATE_SUBNET_IDS": "subnet-0aaa,subnet-0bbb"}
+
+
+def run_deploy(tmp_path, **env) -> subprocess.CompletedProcess:
+    """``python -m infra.deploy.deploy --stage dev`` with no AWS configuration but ``env``."""
+    nowhere = str(tmp_path / "absent")
+    base = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": nowhere,
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "infra.deploy.deploy", "--stage", "dev"],
+        cwd=templates.REPO_ROOT,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_credentials_it_stops_before_building_anything(tmp_path):
+    done = run_deploy(tmp_path, AWS_REGION="eu-west-1", **VPC)
+    assert done.returncode == 2
+    assert "no AWS credentials" in done.stderr and "aws configure" in done.stderr
+    assert "Creating deployment package" not in done.stdout
+
+
+def test_without_a_region_it_says_so(tmp_path):
+    done = run_deploy(tmp_path, **VPC)
+    assert done.returncode == 2 and "no AWS region" in done.stderr
+
+
+def test_it_names_every_missing_input(tmp_path):
+    done = run_deploy(tmp_path, AWS_REGION="eu-west-1")
+    assert done.returncode == 2
+    assert "VPC_ID is not set" in done.stderr and "PRIVATE_SUBNET_IDS" in done.stderr
+
+
+def test_it_refuses_the_local_endpoint(tmp_path):
+    done = run_deploy(
+        tmp_path,
+        AWS_REGION="us-east-1",
+        AWS_ENDPOINT_URL="http://127.0.0.1:4566",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        **VPC,
+    )
+    assert done.returncode == 2 and "AWS_ENDPOINT_URL" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("inputs", "problem"),
+    [
+        (deploy.Inputs("vpc-1", ("subnet-1",)), "two or more subnets"),
+        (deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "vpn"), "PRIVATE_EGRESS"),
+        (deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "endpoints"), "ROUTE_TABLE"),
+    ],
+)
+def test_inputs_are_checked(inputs, problem):
+    assert any(problem in p for p in inputs.problems())
+
+
+def test_endpoints_inputs_give_the_templates_their_values():
+    inputs = deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "endpoints", ("rtb-1", "rtb-2"))
+    assert inputs.problems() == []
+    assert inputs.values() == {
+        "VpcId": "vpc-1",
+        "PrivateSubnetIds": "subnet-1,subnet-2",
+        "PrivateEgress": "endpoints",
+        "PrivateRouteTableIds": "rtb-1,rtb-2",
+        "GlueSubnetId": "subnet-1",
+    }
+
+
+def test_the_app_template_points_every_function_at_the_uploaded_code(tmp_path):
+    sam = tmp_path / "sam.yaml"
+    sam.write_text(
+        yaml.safe_dump(
+            {
+                "Resources": {
+                    "A": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "./x"}},
+                    "B": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "./x"}},
+                    "R": {"Type": "AWS::IAM::Role", "Properties": {}},
+                }
+            }
+        )
+    )
+    template = json.loads(deploy.app_template(sam, "s3://bucket/app/dev/deployment-1.zip"))
+    uris = {k: r["Properties"].get("CodeUri") for k, r in template["Resources"].items()}
+    assert uris == {"A": "s3://bucket/app/dev/deployment-1.zip", "B": uris["A"], "R": None}

@@ -1,0 +1,106 @@
+"""The stacks fit together: every parameter a deploy must give has a source (the stage's settings,
+the user's inputs, or an earlier stack's outputs, matched by name), the stage settings name real
+parameters with allowed values, and the templates agree with the code they deploy (the job's
+arguments, the upload filter, the lake layout, the psycopg2 pin, the queue's timeout)."""
+
+from __future__ import annotations
+
+import pytest
+
+from glue_jobs.voucher_selection_job import ARGUMENTS
+from infra.deploy import deploy, package, templates
+from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX
+from tests.infra.conftest import chalice_stage
+
+STAGES = ("dev", "prod")
+#: What the deploy computes itself, besides the inputs and the stage settings.
+COMPUTED = {"Stage", "GlueAvailabilityZone"}
+#: Glue's own job options, as opposed to the job script's arguments.
+GLUE_OPTIONS = {
+    "job-language",
+    "job-bookmark-option",
+    "extra-py-files",
+    "additional-python-modules",
+    "enable-continuous-cloudwatch-log",
+    "continuous-log-logGroup",
+}
+#: What on_upload passes with each run (chalicelib.launchers.job_arguments), besides --countries.
+PER_RUN = {"source", "run_id"}
+INPUTS = deploy.Inputs("vpc-0abc", ("subnet-0aaa", "subnet-0bbb"))
+
+
+def _template(part: str) -> dict:
+    return templates.load(templates.path(part))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_required_parameter_has_a_source(stage):
+    available = COMPUTED | set(deploy.stage_settings(stage)) | set(INPUTS.values())
+    for part in templates.DATA_PLANE:
+        template = _template(part)
+        missing = templates.required_parameters(template) - available
+        assert not missing, f"{part}.yaml: nothing gives {sorted(missing)}"
+        available |= set(template["Outputs"])
+    missing = templates.required_parameters(templates.load(templates.CHALICE_OVERLAY)) - available
+    assert not missing, f"chalice-overlay.yaml: nothing gives {sorted(missing)}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_settings_name_real_parameters_with_allowed_values(stage):
+    declared = {}
+    for file in [*map(templates.path, templates.DATA_PLANE), templates.CHALICE_OVERLAY]:
+        declared |= templates.parameters(templates.load(file))
+    for name, value in deploy.stage_settings(stage).items():
+        assert name in declared, f"stages/{stage}.json: {name} is no template's parameter"
+        spec = declared[name]
+        if "AllowedValues" in spec:
+            assert value in map(str, spec["AllowedValues"]), (name, value)
+        if spec["Type"] == "Number":
+            assert float(spec.get("MinValue", "-inf")) <= float(value), (name, value)
+            assert float(value) <= float(spec.get("MaxValue", "inf")), (name, value)
+
+
+def test_glue_job_arguments_are_the_job_scripts_own():
+    job = _template("glue")["Resources"]["GlueJob"]["Properties"]
+    given = {name.removeprefix("--") for name in job["DefaultArguments"]} - GLUE_OPTIONS
+    assert given | PER_RUN == set(ARGUMENTS)
+    assert not given & PER_RUN  # every run brings its own
+    assert job["GlueVersion"] == "5.0"
+    assert job["DefaultArguments"]["--job-bookmark-option"] == "job-bookmark-disable"
+    script = job["Command"]["ScriptLocation"]["Fn::Sub"]
+    assert script.endswith(f"/glue/{package.GLUE_SCRIPT.name}")
+    assert job["DefaultArguments"]["--extra-py-files"]["Fn::Sub"].endswith("/glue/voucher_libs.zip")
+
+
+def test_glue_installs_the_psycopg2_the_lambdas_use():
+    default = _template("glue")["Parameters"]["GluePythonModules"]["Default"]
+    assert default == package.psycopg2_requirement() == "psycopg2-binary==2.9.13"
+
+
+def test_the_raw_bucket_notifies_exactly_the_uploads_on_upload_accepts():
+    uploads = pytest.importorskip("chalicelib.uploads", reason="on_upload's module not here yet")
+    bucket = _template("storage")["Resources"]["RawBucket"]["Properties"]
+    rules = [
+        {r["Name"]: r["Value"] for r in queue["Filter"]["S3Key"]["Rules"]}
+        for queue in bucket["NotificationConfiguration"]["QueueConfigurations"]
+    ]
+    assert {r["prefix"] for r in rules} == {RAW_PREFIX}
+    assert sorted(r["suffix"] for r in rules) == sorted(uploads.SUFFIXES)
+
+
+def test_the_lake_lifecycle_covers_the_prefixes_the_job_writes():
+    rules = _template("storage")["Resources"]["LakeBucket"]["Properties"]["LifecycleConfiguration"]
+    prefixes = {rule.get("Prefix") for rule in rules["Rules"]}
+    assert {CURATED_PREFIX, REJECTED_PREFIX} <= prefixes
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_upload_queue_outlasts_the_on_upload_timeout(stage):
+    visibility = _template("storage")["Parameters"]["UploadVisibilityTimeoutSeconds"]["Default"]
+    timeout = chalice_stage(stage)["lambda_functions"]["on_upload"]["lambda_timeout"]
+    assert visibility >= 6 * timeout  # AWS's advice for SQS event sources
+
+
+def test_templates_fit_in_a_create_stack_request():
+    for part in templates.DATA_PLANE:
+        assert len(templates.path(part).read_bytes()) < templates.TEMPLATE_BODY_LIMIT, part
