@@ -13,9 +13,11 @@ amounts.
 
 Rows are made in chunks of :data:`CHUNK_ROWS`, chunk ``i`` from the seed ``(seed, i)``, so a
 table depends on ``(rows, seed)`` only: :func:`write` streams exactly what :func:`generate`
-returns, whatever its ``row_group_size``. Duplicates are placed within a chunk.
+returns, whatever its ``row_group_size`` or compression. Duplicates are placed within a chunk.
+Files are snappy-compressed by default: gzip (the real file's codec) is a third smaller but
+slower (10M rows on two cores: snappy 180 MB in ~11 s, gzip 114 MB in 25 s of CPU or more).
 
-CLI: ``python -m scripts.generate_data --rows 1000000 --seed 7 --out /tmp/vouchers.parquet.gzip``
+CLI: ``python -m scripts.generate_data --rows 1000000 --seed 7 --out /tmp/vouchers.parquet``
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ def write(
     rows: int,
     seed: int = 7,
     row_group_size: int = CHUNK_ROWS,
-    compression: str = "gzip",
+    compression: str = "snappy",
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write ``generate(rows, seed)`` as parquet one chunk at a time; ``progress(rows done)``.
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=285_570, help="rows to write")
     parser.add_argument("--seed", type=int, default=7, help="same seed and rows, same file")
     parser.add_argument("--out", type=Path, required=True, help="parquet file to write")
-    parser.add_argument("--compression", choices=("gzip", "snappy"), default="gzip")
+    parser.add_argument("--compression", choices=("snappy", "gzip"), default="snappy")
     args = parser.parse_args(argv)
     if args.rows < 0 or args.seed < 0:
         parser.error("--rows and --seed must not be negative")
