@@ -11,7 +11,12 @@ from chalicelib.api import handlers
 app = Chalice(app_name="voucher-selection")
 
 
-@app.route("/voucher", methods=["POST"], content_types=["*/*"])
+@app.route(
+    "/voucher",
+    methods=["POST"],
+    content_types=["*/*"],
+    api_key_required=os.environ.get("API_KEY_REQUIRED") == "true",  # prod: set by its stage
+)
 def voucher():
     return handlers.voucher(app.current_request)
 

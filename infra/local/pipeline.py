@@ -35,7 +35,7 @@ def sample_file(state_dir: Path, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEE
     """The generated sample for ``make run`` (generated on first use, then reused)."""
     from scripts.generate_data import write
 
-    path = state_dir / "sample" / f"voucher_sample_{rows}_{seed}.parquet.gzip"
+    path = state_dir / "sample" / f"voucher_sample_{rows}_{seed}.parquet"
     if not path.exists():
         print(f"generating {rows:,} synthetic rows (seed {seed}) into {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
