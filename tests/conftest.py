@@ -5,8 +5,10 @@ per session, and unique buckets per session. Nothing is mocked and the moto serv
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -16,7 +18,43 @@ from chalicelib.migrate import migrate
 from infra.local import postgres, stack
 from infra.local import s3 as local_s3
 
-# The `spark` fixture (a local Spark session) is added here by the Glue job's tests.
+#: Debian's Chromium, driven by Playwright's client (never ``playwright install``).
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One real Spark local-mode session for the whole test run, configured like the job's."""
+    from glue_jobs.pipeline import configure
+    from glue_jobs.voucher_selection_job import local_session
+
+    session = local_session()
+    session.sparkContext.setLogLevel("ERROR")
+    configure(session)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium; the test is skipped, with the reason, when it is not installed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (as .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 def _unique(prefix: str) -> str:
