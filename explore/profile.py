@@ -200,16 +200,17 @@ def kept_stats(entry: dict) -> dict:
 
 
 def _by_year(segmented: DataFrame) -> dict:
-    """Per country and year of the voucher: the pipeline's :func:`~glue_jobs.transforms.
-    country_stats` of that year's rows (the year takes the place of the country's label)."""
+    """Per country and year of the voucher: the pipeline's own statistics (:func:`build_result`)
+    of that year's rows, the year folded into the country key."""
     year = F.coalesce(F.year("voucher_ts").cast("string"), F.lit("unknown"))
-    stats = t.country_stats(t.tally(segmented.withColumn("country", year)))
+    keyed = segmented.withColumn("country_key", F.concat_ws("|", "country_key", year))
     out: dict[str, dict] = {}
-    for row in sorted(stats.collect(), key=lambda r: (r["country_key"], r["country"])):
-        out.setdefault(row["country_key"], {})[row["country"]] = {
-            "rows_in": row["rows_in"],
-            "rows_kept": row["rows_kept"],
-            **{code: row[code] for code in rules.REASON_CODES},
+    for stats in build_result(t.tally(keyed), rows_read=0).countries:
+        country_key, _, voucher_year = stats.country_key.partition("|")
+        out.setdefault(country_key, {})[voucher_year] = {
+            "rows_in": stats.rows_in,
+            "rows_kept": stats.rows_kept,
+            **stats.rejected_by_reason,
         }
     return out
 

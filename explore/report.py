@@ -265,7 +265,7 @@ def _selection(profile: dict, images: dict[str, bytes]) -> str:
             f"mix_{key}",
             images,
             f"{name}: share of each amount in every segment; outlined: "
-            "the amount selected by glue_jobs.transforms.select_vouchers.",
+            "the amount selected by glue_jobs.selection.",
         )
         for key, name in plots.countries(profile)
         if f"mix_{key}" in images

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from chalicelib import db, rules, runs
 from glue_jobs import transforms as t
 from glue_jobs.lake_io import Lake, describe_source
+from glue_jobs.selection import result_from_tally
 
 log = logging.getLogger("voucher_selection")
 
@@ -39,27 +40,8 @@ def configure(spark: SparkSession) -> None:
 
 
 def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
-    """Collect the tiny per-country statistics and selections into a :class:`RunResult`."""
-    countries = [
-        runs.CountryStats(
-            country_key=row["country_key"],
-            country=row["country"],
-            rows_in=row["rows_in"],
-            rows_kept=row["rows_kept"],
-            rejected_by_reason={code: row[code] for code in rules.REASON_CODES},
-            unsegmented={r.name: row[f"unsegmented_{r.name}"] for r in rules.SEGMENT_RULES},
-        )
-        for row in t.country_stats(tallied).orderBy("country_key").collect()
-    ]
-    selections = [runs.Selection(**row.asDict()) for row in t.select_vouchers(tallied).collect()]
-    fallbacks = [runs.Fallback(**row.asDict()) for row in t.country_fallback(tallied).collect()]
-    return runs.RunResult(
-        rows_read=rows_read,
-        rows_out_of_scope=rows_read - sum(c.rows_in for c in countries),
-        countries=countries,
-        selections=sorted(selections, key=lambda s: (s.country_key, s.segment_name, s.segment)),
-        fallbacks=sorted(fallbacks, key=lambda f: f.country_key),
-    )
+    """Collect the tally (a few hundred rows whatever the input) and reduce it on the driver."""
+    return result_from_tally((row.asDict() for row in tallied.collect()), rows_read)
 
 
 def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunResult:
@@ -72,8 +54,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     segmented = t.assign_segments(t.classify(t.select_in_scope(raw, country_keys)))
     segmented = segmented.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        tallied = t.tally(segmented).cache()
-        result = build_result(tallied, rows_read)
+        result = build_result(t.tally(segmented), rows_read)
         log.info(
             "cleaned and segmented %s in-scope rows",
             f"{sum(c.rows_in for c in result.countries):,}",

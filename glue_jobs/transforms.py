@@ -1,9 +1,9 @@
 """The job's steps as pure DataFrame-in/DataFrame-out functions.
 
-read -> :func:`select_in_scope` -> :func:`classify` (dedup, normalise, reason per row)
--> :func:`kept_rows` / :func:`rejected_rows` (the lake outputs) and :func:`tally` (the one
-aggregation pass) -> :func:`country_stats`, :func:`select_vouchers`, :func:`country_fallback`
-(tiny frames, the only things that reach the driver).
+read -> :func:`check_input` -> :func:`select_in_scope` -> :func:`classify` (dedup, normalise,
+reason per row) -> :func:`assign_segments` -> :func:`kept_rows` / :func:`rejected_rows` (the lake
+outputs) and :func:`tally`, the one aggregation pass whose tiny result is all that reaches the
+driver (:mod:`glue_jobs.selection` reduces it to statistics and selections).
 
 Native Spark expressions only: no Python UDFs, so the same code runs from a 3 MB file in local
 mode to billions of rows on a Glue cluster. The rules themselves (order, codes, bounds) come from
@@ -12,9 +12,7 @@ mode to billions of rows on a Glue cluster. The rules themselves (order, codes, 
 
 from __future__ import annotations
 
-from functools import reduce
-
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -213,71 +211,3 @@ def tally(segmented: DataFrame) -> DataFrame:
         F.when(kept, F.col("amount")).alias("voucher_amount"),
         *(r.name for r in rules.SEGMENT_RULES),
     ).agg(F.count("*").alias("rows"), F.sum("copies").alias("copies"))
-
-
-def country_stats(tallied: DataFrame) -> DataFrame:
-    """Per country: rows in, kept, rejected per reason code and kept rows without a segment."""
-    kept = F.col("reason").isNull()
-    rows, copies = F.col("rows"), F.col("copies")
-    per_reason = [
-        F.sum(F.when(F.col("reason") == code, rows).otherwise(0)).alias(code)
-        for code in rules.REASON_CODES[1:]
-    ]
-    unsegmented = [
-        F.sum(F.when(kept & F.col(r.name).isNull(), rows).otherwise(0)).alias(
-            f"unsegmented_{r.name}"
-        )
-        for r in rules.SEGMENT_RULES
-    ]
-    return tallied.groupBy("country_key", "country").agg(
-        F.sum(copies).alias("rows_in"),
-        F.sum(F.when(kept, rows).otherwise(0)).alias("rows_kept"),
-        (F.sum(copies) - F.sum(rows)).alias(rules.REASON_CODES[0]),
-        *per_reason,
-        *unsegmented,
-    )
-
-
-def _most_used(counts: DataFrame, keys: list[str]) -> DataFrame:
-    """Per ``keys``: the amount with the most rows (a tie goes to the lower amount), its rows and
-    the rows of the whole group."""
-    group = Window.partitionBy(*keys)
-    ranked = counts.select(
-        "*",
-        F.row_number()
-        .over(group.orderBy(F.col("voucher_rows").desc(), F.col("voucher_amount").asc()))
-        .alias("rank"),
-        F.sum("voucher_rows").over(group).alias("group_rows"),
-    )
-    return ranked.where(F.col("rank") == 1).drop("rank")
-
-
-def select_vouchers(tallied: DataFrame) -> DataFrame:
-    """Per country, segment name and segment: the most used amount (the selection)."""
-    kept = tallied.where(F.col("reason").isNull())
-    counts = reduce(
-        DataFrame.unionByName,
-        (
-            kept.where(F.col(r.name).isNotNull())
-            .groupBy(
-                "country_key",
-                F.lit(r.name).alias("segment_name"),
-                F.col(r.name).alias("segment"),
-                "voucher_amount",
-            )
-            .agg(F.sum("rows").alias("voucher_rows"))
-            for r in rules.SEGMENT_RULES
-        ),
-    )
-    keys = ["country_key", "segment_name", "segment"]
-    return _most_used(counts, keys).withColumnRenamed("group_rows", "segment_rows")
-
-
-def country_fallback(tallied: DataFrame) -> DataFrame:
-    """Per country: the amount used by the most kept rows overall (the fallback)."""
-    counts = (
-        tallied.where(F.col("reason").isNull())
-        .groupBy("country_key", "voucher_amount")
-        .agg(F.sum("rows").alias("voucher_rows"))
-    )
-    return _most_used(counts, ["country_key"]).withColumnRenamed("group_rows", "country_rows")

@@ -177,7 +177,7 @@ def test_make_pipeline_entry_uploads_runs_and_prints_the_summary(stack, db, tmp_
     write(path, rows=4_000, seed=5)
     assert local_pipeline.main(["--data", str(path), "--countries", "Peru,Latvia"]) == 0
     out = capsys.readouterr().out
-    assert f"s3://{stack.raw}/incoming/mine.parquet.gzip" in out
+    assert f"s3://{stack.raw}/manual/mine.parquet.gzip" in out
     assert "Selected voucher per segment" in out and "Latvia" in out
     published = fetch(db, "SELECT country_key FROM published_country ORDER BY 1")
     assert published == [("latvia",), ("peru",)]

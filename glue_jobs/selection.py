@@ -1,0 +1,72 @@
+"""Statistics and selections from the collected tally: plain Python over a few hundred rows.
+
+The tally (:func:`glue_jobs.transforms.tally`) is the one aggregation pass over the data; what is
+left is tiny, so it is reduced here on the driver rather than by more Spark jobs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+
+from chalicelib import rules
+from chalicelib.runs import CountryStats, Fallback, RunResult, Selection
+
+
+def most_used(counts: Mapping[tuple, int]) -> dict[Hashable, tuple[float, int, int]]:
+    """Per group, from ``{(*group, amount): rows}``: the amount with the most rows (a tie goes to
+    the lower amount), its rows, and the rows of the whole group."""
+    groups: dict[Hashable, list[tuple[float, int]]] = defaultdict(list)
+    for (*group, amount), rows in counts.items():
+        groups[tuple(group)].append((amount, rows))
+    return {
+        group: (*min(items, key=lambda item: (-item[1], item[0])), sum(n for _, n in items))
+        for group, items in groups.items()
+    }
+
+
+def result_from_tally(tallied: Iterable[Mapping], rows_read: int) -> RunResult:
+    """Per-country statistics, the selection per segment and the country fallbacks."""
+    names: dict[str, str] = {}
+    rows_in: Counter = Counter()
+    kept: Counter = Counter()
+    rejected: dict[str, Counter] = defaultdict(Counter)
+    unsegmented: dict[str, Counter] = defaultdict(Counter)
+    per_segment: Counter = Counter()
+    per_country: Counter = Counter()
+    for row in tallied:
+        key, n, amount = row["country_key"], row["rows"], row["voucher_amount"]
+        names[key] = row["country"]
+        rows_in[key] += row["copies"]
+        rejected[key][rules.REASON_CODES[0]] += row["copies"] - n  # the extra copies
+        if row["reason"] is not None:
+            rejected[key][row["reason"]] += n
+            continue
+        kept[key] += n
+        per_country[(key, amount)] += n
+        for rule in rules.SEGMENT_RULES:
+            if row[rule.name] is None:
+                unsegmented[key][rule.name] += n
+            else:
+                per_segment[(key, rule.name, row[rule.name], amount)] += n
+
+    countries = [
+        CountryStats(
+            country_key=key,
+            country=names[key],
+            rows_in=rows_in[key],
+            rows_kept=kept[key],
+            rejected_by_reason={code: rejected[key][code] for code in rules.REASON_CODES},
+            unsegmented={r.name: unsegmented[key][r.name] for r in rules.SEGMENT_RULES},
+        )
+        for key in sorted(names)
+    ]
+    selections = [
+        Selection(key, name, segment, amount, n, total)
+        for (key, name, segment), (amount, n, total) in sorted(most_used(per_segment).items())
+    ]
+    fallbacks = [
+        Fallback(key, amount, n, total)
+        for (key,), (amount, n, total) in sorted(most_used(per_country).items())
+    ]
+    return RunResult(rows_read, rows_read - sum(rows_in.values()), countries, selections, fallbacks)
