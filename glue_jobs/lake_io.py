@@ -117,7 +117,7 @@ class Lake:
             return self.spark.read.parquet(path)
         except (PySparkException, Py4JJavaError) as exc:
             raise InputError(
-                f"{uri} is not a readable parquet file or folder: {_first_line(exc)}"
+                f"{uri} is not a readable parquet file or folder: {cause_text(exc)}"
             ) from exc
 
     def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> None:
@@ -161,6 +161,18 @@ def _spark_has_s3(spark: SparkSession) -> bool:
         return False
 
 
-def _first_line(exc: Exception) -> str:
-    text = getattr(exc, "java_exception", None) or exc
-    return str(text).strip().splitlines()[0][:300]
+def cause_text(exc: Exception) -> str:
+    """The first line of what really went wrong in a (Spark) failure.
+
+    Spark wraps a cause in its own exceptions ("Job aborted due to stage failure", "Exception
+    thrown in awaitResult"): the outermost Java cause that is not one of them names the problem
+    (a file that is not parquet, a page that cannot be read, memory); else the innermost does.
+    """
+    cause = getattr(exc, "java_exception", None)
+    if cause is not None:
+        while cause.getCause() is not None and (
+            cause.getClass().getName() == "org.apache.spark.SparkException"
+        ):
+            cause = cause.getCause()
+    lines = str(cause.toString() if cause is not None else exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -11,13 +11,15 @@ import logging
 import time
 from dataclasses import dataclass
 
+import psycopg2
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from chalicelib import db, rules, runs
+from chalicelib.api.errors import shown
 from glue_jobs import transforms as t
-from glue_jobs.lake_io import Lake, describe_source
+from glue_jobs.lake_io import Lake, cause_text, describe_source
 from glue_jobs.selection import result_from_tally
 
 log = logging.getLogger("voucher_selection")
@@ -44,6 +46,16 @@ def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
     return result_from_tally((row.asDict() for row in tallied.collect()), rows_read)
 
 
+def check_country_names(result: runs.RunResult) -> None:
+    """Fail, before anything is written, on a country name too long to name its lake folder."""
+    too_long = [c.country for c in result.countries if len(c.country) > rules.MAX_COUNTRY_CHARS]
+    if too_long:
+        raise t.InputError(
+            f"country_code longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
+            f" country name: {', '.join(shown(name) for name in too_long)}"
+        )
+
+
 def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunResult:
     """Read, classify and write the lake outputs; return the run's statistics and selections."""
     country_keys = rules.requested_country_keys(options.countries)
@@ -55,6 +67,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     segmented = segmented.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         result = build_result(t.tally(segmented), rows_read)
+        check_country_names(result)
         log.info(
             "cleaned and segmented %s in-scope rows",
             f"{sum(c.rows_in for c in result.countries):,}",
@@ -96,28 +109,48 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     configure(spark)
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
+    source = describe_source(options.source)
+    _in_database(runs.start_run, options.run_id, source, country_keys)
+    log.info("run %s started for %s (countries: %s)", options.run_id, options.source,
+             options.countries)  # fmt: skip
+    try:
+        with Lake(spark) as lake:
+            result = transform(spark, lake, options)
+        published = _in_database(runs.publish_run, options.run_id, result)
+    except Exception as exc:
+        _record_failure(options.run_id, exc)
+        raise
+    log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
+             time.monotonic() - started)  # fmt: skip
+    return RunOutcome(options.run_id, result, published)
+
+
+def _in_database(step, *args):
+    """``step(connection, *args)`` on a connection of its own: a run may last hours, and the
+    database may restart (or fail over) meanwhile without failing it."""
     conn = db.connect(application_name="voucher-selection-job")
     try:
-        runs.start_run(conn, options.run_id, describe_source(options.source), country_keys)
-        log.info("run %s started for %s (countries: %s)", options.run_id, options.source,
-                 options.countries)  # fmt: skip
-        try:
-            with Lake(spark) as lake:
-                result = transform(spark, lake, options)
-            published = runs.publish_run(conn, options.run_id, result)
-        except Exception as exc:
-            runs.fail_run(conn, options.run_id, error_message(exc))
-            raise
-        log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
-                 time.monotonic() - started)  # fmt: skip
-        return RunOutcome(options.run_id, result, published)
+        return step(conn, *args)
     finally:
         conn.close()
+
+
+def _record_failure(run_id: str, exc: Exception) -> None:
+    """Record the run as failed; when even that is impossible, say so (the caller re-raises)."""
+    message = error_message(exc)
+    log.error("run %s failed: %s", run_id, message)
+    try:
+        _in_database(runs.fail_run, run_id, message)
+    except psycopg2.Error as unrecorded:
+        log.error(
+            "run %s: the failure could not be recorded (%s); its record stays 'running' until"
+            " the run is retried with --run_id %s once the database is back",
+            run_id, error_message(unrecorded), run_id,
+        )  # fmt: skip
 
 
 def error_message(exc: Exception) -> str:
     """A one-line, secret-free description of why a run failed."""
     if isinstance(exc, t.InputError):
         return str(exc)
-    first = str(getattr(exc, "java_exception", None) or exc).strip().splitlines()
-    return db.redact(f"{type(exc).__name__}: {first[0] if first else ''}"[:1000])
+    return db.redact(f"{type(exc).__name__}: {cause_text(exc)}")

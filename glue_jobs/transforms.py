@@ -35,8 +35,8 @@ ACCEPTED_TYPES: dict[str, tuple[type, ...]] = {
     "voucher_amount": _NUMBER_TYPES,
 }
 
-_WS = "[" + "".join(f"\\u{ord(c):04x}" for c in rules.WHITESPACE) + "]"
-_DATE_PREFIX = r"^\d{4}-\d{1,2}-\d{1,2}"
+#: ``rules.WHITESPACE`` as a Spark SQL string literal (unicode escapes: no quoting surprises).
+_WS_SQL = "'" + "".join(f"\\u{ord(c):04X}" for c in rules.WHITESPACE) + "'"
 _INF = float("inf")
 
 
@@ -58,18 +58,19 @@ def check_input(df: DataFrame) -> DataFrame:
     return df.select(*rules.INPUT_COLUMNS)
 
 
-def _trimmed(col: Column) -> Column:
-    return F.regexp_replace(col, f"^{_WS}+|{_WS}+$", "")
+def _trimmed(name: str) -> Column:
+    """Column ``name`` as text without surrounding ``rules.WHITESPACE``."""
+    return F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))")
 
 
-def country_key(col: Column) -> Column:
+def country_key(name: str) -> Column:
     """The Spark twin of ``rules.country_key``: whitespace trimmed, lower case."""
-    return F.lower(_trimmed(col))
+    return F.lower(_trimmed(name))
 
 
 def select_in_scope(df: DataFrame, country_keys: tuple[str, ...] | None) -> DataFrame:
     """Rows of the requested countries (``None``: every named country), with ``country_key``."""
-    keyed = df.withColumn("country_key", country_key(F.col("country_code")))
+    keyed = df.withColumn("country_key", country_key("country_code"))
     if country_keys is None:
         return keyed.where(F.col("country_key") != "")
     return keyed.where(F.col("country_key").isin(list(country_keys)))
@@ -78,14 +79,17 @@ def select_in_scope(df: DataFrame, country_keys: tuple[str, ...] | None) -> Data
 def _timestamp(df: DataFrame, name: str) -> Column:
     """A timestamp from a string (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601) or a time type."""
     if isinstance(df.schema[name].dataType, T.StringType):
-        text = _trimmed(F.col(name))
-        return F.when(text.rlike(_DATE_PREFIX), text.cast("timestamp"))
+        text = _trimmed(name)  # a full date at least: Spark alone would read "2018" as 2018-01-01
+        full_date = (F.length(text) >= 8) & (F.substring(text, 5, 1) == "-")
+        return F.when(full_date, text.cast("timestamp"))
     return F.col(name).cast("timestamp")
 
 
-def _number(name: str) -> Column:
+def _number(df: DataFrame, name: str) -> Column:
     """A double from a number or a numeric string; empty or unparseable text gives null."""
-    return _trimmed(F.col(name).cast("string")).cast("double")
+    if isinstance(df.schema[name].dataType, T.StringType):
+        return _trimmed(name).cast("double")
+    return F.col(name).cast("double")
 
 
 def _first_match(cases) -> Column:
@@ -114,8 +118,8 @@ def classify(df: DataFrame) -> DataFrame:
         _timestamp(df, "timestamp").alias("voucher_ts"),
         _timestamp(df, "last_order_ts").alias("last_order"),
         _timestamp(df, "first_order_ts").alias("first_order"),
-        _number("total_orders").alias("orders"),
-        _number("voucher_amount").alias("amount"),
+        _number(df, "total_orders").alias("orders"),
+        _number(df, "voucher_amount").alias("amount"),
     )
     orders, amount = F.col("orders"), F.col("amount")
     voucher_day, last_day, first_day = (
