@@ -101,6 +101,12 @@ def _countries(country_keys: tuple[str, ...] | None) -> list[str] | None:
     return list(country_keys) if country_keys is not None else None
 
 
+def _run_row(run_id: str, source: Source, country_keys: tuple[str, ...] | None) -> tuple:
+    """(run_id, source_bucket, source_key, source_etag, source_modified_at, countries)."""
+    return (run_id, source.bucket, source.key, source.etag, source.modified_at,
+            _countries(country_keys))  # fmt: skip
+
+
 def queue_run(
     conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None
 ) -> str | None:
@@ -110,14 +116,7 @@ def queue_run(
             "INSERT INTO runs (run_id, source_bucket, source_key, source_etag, source_modified_at,"
             " countries, status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')"
             " ON CONFLICT DO NOTHING RETURNING run_id",
-            (
-                run_id,
-                source.bucket,
-                source.key,
-                source.etag,
-                source.modified_at,
-                _countries(country_keys),
-            ),
+            _run_row(run_id, source, country_keys),
         )
         return cur.fetchone() and run_id
 
@@ -146,14 +145,7 @@ def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] |
                                                  EXCLUDED.source_modified_at),
                    error = NULL, finished_at = NULL
             """,
-            (
-                run_id,
-                source.bucket,
-                source.key,
-                source.etag,
-                source.modified_at,
-                _countries(country_keys),
-            ),
+            _run_row(run_id, source, country_keys),
         )
 
 
