@@ -33,7 +33,8 @@ PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv java lint test up down status clean pipeline run serve package deploy bench-api
+.PHONY: help venv java lint test up down status clean pipeline run serve package deploy bench-api \
+	bench-pipeline bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -95,6 +96,11 @@ deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,s
 
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
+
+bench-pipeline: venv java ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
+	$(PY) -m benchmarks.bench_pipeline --write docs/benchmarks.md
+
+bench: bench-pipeline bench-api ## both benchmarks
 
 .PHONY: eda
 eda: venv java $(if $(filter s3://%,$(DATA)),up) ## profile DATA (default: the real history, else a sample) into reports/

@@ -1,0 +1,60 @@
+"""The pipeline benchmark runs end to end on a tiny input and writes sane reports.
+
+No timing asserts: only that every field is there and plausible.
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import bench_pipeline
+
+
+def test_tiny_benchmark_writes_json_markdown_and_plot(tmp_path):
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n## API\n\nthe API table\n")
+    out = tmp_path / "reports"
+
+    assert bench_pipeline.main([
+        "--sizes", "2000", "--runs", "1", "--no-real", "--countries", "all",
+        "--data-dir", str(tmp_path / "data"), "--out", str(out), "--write", str(docs),
+    ]) == 0  # fmt: skip
+
+    report = json.loads((out / "bench_pipeline.json").read_text())
+    assert report["machine"]["cores"] >= 1 and report["machine"]["memory_gib"] > 0
+    assert len(report["load_before"]) == 3 and report["runs"] == 1
+    [result] = report["results"]
+    assert result["rows"] == 2000 and result["counts_match"] is True
+    assert set(result["engines"]) == {"spark", "pandas", "arrow"}
+    for engine in result["engines"].values():
+        assert engine["runs"] == 1
+        assert 0 < engine["work_s"] <= engine["process_s"]
+        assert engine["rows_per_s"] > 0
+        assert engine["peak_rss_bytes"] > 10 * 2**20  # a Python process at least
+    spark = result["engines"]["spark"]
+    assert spark["session_s"] > 0 and spark["transform_s"] > 0
+    assert spark["peak_rss_bytes"] > result["engines"]["arrow"]["peak_rss_bytes"]  # the JVM
+    assert result["ours_over_floor"] > 0
+    in_scope = sum(c["rows_in"] for c in spark["countries"].values())
+    assert 0 < in_scope <= 2000
+
+    markdown = (out / "bench_pipeline.md").read_text()
+    assert markdown.startswith("## Pipeline") and "| generated 2,000 | 2,000 |" in markdown
+    assert (out / "bench_pipeline.png").read_bytes().startswith(b"\x89PNG")
+    text = docs.read_text()
+    assert "## API\n\nthe API table" in text and "## Pipeline" in text
+
+
+def test_tree_rss_counts_the_process_and_its_children():
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        alone = bench_pipeline.tree_rss(child.pid)
+        mine = bench_pipeline.tree_rss(os.getpid())
+        assert alone > 0 and mine > alone  # this process plus the child
+    finally:
+        child.kill()
+        child.wait()
