@@ -25,6 +25,11 @@ INPUT_COLUMNS = (
     "voucher_amount",
 )
 
+#: Longest country name a run processes: a country's name also names its folder in the lake (a
+#: path segment holds 255 bytes: ``country=`` and up to 4 bytes per character). A longer
+#: ``country_code`` in scope fails the run, naming it, before anything is written.
+MAX_COUNTRY_CHARS = 60
+
 #: Largest ``total_orders`` accepted as a whole number (beyond it a double is not exact).
 MAX_WHOLE_ORDERS = 2**53
 
