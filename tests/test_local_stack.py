@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 from chalicelib.migrate import MIGRATIONS_DIR, migrate
-from infra.local import moto, postgres, settings, stack
+from infra.local import events, moto, postgres, settings, stack
 from infra.local import s3 as local_s3
 from infra.local.errors import StackError
 
@@ -157,6 +157,9 @@ def test_env_defaults_are_local():
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/voucher",
         "RAW_BUCKET": "voucher-raw",
         "LAKE_BUCKET": "voucher-lake",
+        "UPLOAD_QUEUE": "voucher-uploads",
+        "JOB_LAUNCHER": "local",
+        "JOB_LOG_DIR": str(conf.state_dir / "runs"),
     }
 
 
@@ -184,8 +187,13 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
 
     again = stack.up(conf, _quiet)
     assert again.services == {"aws": "already running", "postgres": "already running"}
+    pump = events.start(conf)  # as make run leaves it, polling the upload queue
+    assert events.start(conf) == pump and moto.alive(pump)  # reused, not started twice
 
-    assert stack.down(conf, _quiet) == {"aws": "stopped", "postgres": "stopped"}
+    assert stack.down(conf, _quiet) == {
+        "pump": "stopped", "aws": "stopped", "postgres": "stopped",
+    }  # fmt: skip
+    assert not moto.alive(pump)
     assert moto.probe(conf.endpoint_url) is None
     assert not postgres.answers(conf.database_url)
     assert (conf.pg_data_dir / "PG_VERSION").exists()  # data stays
@@ -207,7 +215,9 @@ def test_services_already_answering_are_reused_and_never_stopped(private_stack):
     guest = replace(owner, state_dir=owner.state_dir.with_name("guest"))
     try:
         assert stack.up(guest, _quiet).services == {"aws": "reused", "postgres": "reused"}
-        assert stack.down(guest, _quiet) == {"aws": "not ours", "postgres": "not ours"}
+        assert stack.down(guest, _quiet) == {
+            "pump": "not running", "aws": "not ours", "postgres": "not ours",
+        }  # fmt: skip
         assert moto.probe(owner.endpoint_url) is True
         assert postgres.answers(owner.database_url)
     finally:
