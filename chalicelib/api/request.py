@@ -83,7 +83,9 @@ def _json_object(raw_body: bytes | str | None) -> dict:
     except json.JSONDecodeError as e:
         message = f"the body is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
         raise bad_request("malformed_json", message) from None
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise bad_request("malformed_json", "the body is nested too deeply to be read") from None
+    except ValueError:  # NaN or Infinity, a number too long to convert
         raise bad_request("malformed_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise bad_request("malformed_json", "the body must be a JSON object")
@@ -164,11 +166,11 @@ def _date(body: dict, field: str) -> date | None:
         raise _ill_typed(field, shape)
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as e:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)  # 9999-12-31T23:00-05:00 is past the calendar's end
+    except (ValueError, OverflowError) as e:
         message = f"{field} is not a real moment ({e}): {value}"
         raise bad_request("invalid_field", message, field) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
     return moment.date()
 
 

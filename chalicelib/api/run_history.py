@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
+
 from chalicelib.api.errors import bad_request, not_found
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+_LIMIT = re.compile(r"0*[0-9]{1,3}")  # ASCII digits, short enough to convert
 
 _RUNS_SQL = """
 SELECT r.run_id, r.status, r.source_bucket, r.source_key, r.source_etag, r.countries,
@@ -34,7 +37,7 @@ def _run(row: tuple) -> dict:
 
 def parse_limit(query: dict | None) -> int:
     text = (query or {}).get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise bad_request("invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}",
                           "limit")  # fmt: skip
     return int(text)
@@ -47,9 +50,15 @@ def latest_runs(conn, limit: int) -> list[dict]:
 
 
 def one_run(conn, run_id: str) -> dict:
+    if "\x00" in run_id:  # no run id holds one, and PostgreSQL text cannot even carry it
+        raise _unknown_run()
     with conn, conn.cursor() as cur:
         cur.execute(_RUNS_SQL + " WHERE r.run_id = %s", (run_id,))
         row = cur.fetchone()
     if row is None:
-        raise not_found("unknown_run", "no run has this id; GET /runs lists the latest", "run_id")
+        raise _unknown_run()
     return _run(row)
+
+
+def _unknown_run():
+    return not_found("unknown_run", "no run has this id; GET /runs lists the latest", "run_id")
