@@ -90,6 +90,17 @@ class AlreadyProcessed(Exception):
         self.run_id = run_id
 
 
+class ObjectChanged(Exception):
+    """The object was overwritten after its upload event queued this run: the version the run
+    was queued for is gone (the newer version's own event runs the key)."""
+
+    def __init__(self, queued_etag: str, etag: str):
+        super().__init__(
+            f"superseded by a newer upload: the run was queued for ETag {queued_etag}, the object"
+            f" now has ETag {etag} (its own upload event runs it)"
+        )
+
+
 _LIVE_RUN_OF_OBJECT = """
     SELECT run_id FROM runs
      WHERE source_bucket IS NOT DISTINCT FROM %s AND source_key = %s AND source_etag = %s
@@ -110,23 +121,36 @@ def _run_row(run_id: str, source: Source, country_keys: tuple[str, ...] | None) 
 def queue_run(
     conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None
 ) -> str | None:
-    """Record a queued run for ``source``; ``None`` when a live or succeeded run already has it."""
+    """Record a queued run for ``source``; ``None`` when a live or succeeded run already has it,
+    or has a newer object at the same key (a late or replayed event of an overwritten version)."""
     with conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO runs (run_id, source_bucket, source_key, source_etag, source_modified_at,"
-            " countries, status) VALUES (%s, %s, %s, %s, %s, %s, 'queued')"
+            " countries, status) SELECT %s, %s, %s, %s, %s, %s, 'queued'"
+            " WHERE NOT EXISTS (SELECT FROM runs WHERE source_bucket IS NOT DISTINCT FROM %s"
+            "   AND source_key = %s AND coalesce(countries, '{}') = coalesce(%s::text[], '{}')"
+            "   AND status <> 'failed' AND source_modified_at > %s)"
             " ON CONFLICT DO NOTHING RETURNING run_id",
-            _run_row(run_id, source, country_keys),
-        )
+            (
+                *_run_row(run_id, source, country_keys),
+                source.bucket, source.key, _countries(country_keys), source.modified_at,
+            ),
+        )  # fmt: skip
         return cur.fetchone() and run_id
 
 
 def start_run(conn, run_id: str, source: Source, country_keys: tuple[str, ...] | None) -> None:
     """Record the run as running (inserting it, or moving its queued record on).
 
-    Raises :class:`AlreadyProcessed` when another live or succeeded run has the same object.
+    Raises :class:`AlreadyProcessed` when another live or succeeded run has the same object, and
+    :class:`ObjectChanged` when the object is not the version this run was queued (or first
+    started) for: a run never reads another version than the one it names.
     """
     with conn, conn.cursor() as cur:
+        cur.execute("SELECT source_etag FROM runs WHERE run_id = %s", (run_id,))
+        recorded = (cur.fetchone() or (None,))[0]
+        if recorded and source.etag and recorded != source.etag:
+            raise ObjectChanged(recorded, source.etag)
         cur.execute(
             _LIVE_RUN_OF_OBJECT, (source.bucket, source.key, source.etag, _countries(country_keys))
         )

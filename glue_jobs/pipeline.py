@@ -104,13 +104,18 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     """Record the run, transform, then publish atomically.
 
     A failure records its error and publishes nothing, so the previous result keeps serving.
-    An object already processed for these countries raises ``runs.AlreadyProcessed``.
+    An object already processed for these countries raises ``runs.AlreadyProcessed``; one
+    overwritten since the run was queued fails the run and raises ``runs.ObjectChanged``.
     """
     configure(spark)
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
     source = describe_source(options.source)
-    _in_database(runs.start_run, options.run_id, source, country_keys)
+    try:
+        _in_database(runs.start_run, options.run_id, source, country_keys)
+    except runs.ObjectChanged as changed:  # the run ends here: say why in its record
+        _record_failure(options.run_id, changed)
+        raise
     log.info("run %s started for %s (countries: %s)", options.run_id, options.source,
              options.countries)  # fmt: skip
     try:

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from chalicelib.runs import AlreadyProcessed, new_run_id
+from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_once(spark, options: JobOptions) -> RunOutcome | None:
-    """Run, or say which run already processed this object (not an error: S3 repeats events)."""
+    """Run, or say why there is nothing to do (not an error: S3 repeats events, and an object
+    overwritten before its run started is run by its newer version's event)."""
     try:
         return run(spark, options)
-    except AlreadyProcessed as done:
+    except (AlreadyProcessed, ObjectChanged) as done:
         print(f"{options.source} was {done}; nothing to do", flush=True)
         return None
 
