@@ -27,7 +27,7 @@ SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
 	"  search page: $(API_URL)/search_voucher" && \
 	printf "  try: curl -s %s/voucher -H 'Content-Type: application/json' -d '%s'\n" \
 	"$(API_URL)" '$(SAMPLE_REQUEST)' && \
-	exec $(VENV)/bin/chalice local --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
+	exec $(PY) -m infra.local.serve --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
 STAGE ?= dev
 PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).

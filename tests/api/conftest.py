@@ -3,10 +3,12 @@ and ``chalice local`` serving over HTTP on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,17 +60,15 @@ def _wait_until_answering(process: subprocess.Popen, url: str, log: Path) -> Non
     raise RuntimeError(f"chalice local did not answer on {url}:\n{log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def local_api(database_url, tmp_path_factory):
-    """The API under ``chalice local`` (one process, no autoreload) on the test database."""
+@contextlib.contextmanager
+def chalice_local(env: dict, log: Path) -> Iterator[str]:
+    """The API under ``chalice local`` (one process, no autoreload) with ``env``, its output in
+    ``log``, on a free loopback port; yields its URL."""
     port = postgres.free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("chalice-local") / "server.log"
-    env = {**os.environ, "CACHE_TTL_SECONDS": "0"}
-    chalice = Path(sys.executable).with_name("chalice")
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(chalice), "local", "--no-autoreload", "--host", "127.0.0.1",
+            [sys.executable, "-m", "infra.local.serve", "--no-autoreload", "--host", "127.0.0.1",
              "--port", str(port), "--stage", TEST_STAGE],
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -83,3 +83,11 @@ def local_api(database_url, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def local_api(database_url, tmp_path_factory):
+    """The API under ``chalice local`` on the test database."""
+    log = tmp_path_factory.mktemp("chalice-local") / "server.log"
+    with chalice_local({**os.environ, "CACHE_TTL_SECONDS": "0"}, log) as url:
+        yield url
