@@ -1,0 +1,62 @@
+"""The AWS endpoint goes away: a moto server of the test's own is really stopped.
+
+The job: the run is recorded failed with a message naming the endpoint. The upload handler: the
+message stays on the queue (here the queue is on the session's endpoint and Glue on the stopped
+one, as they are separate services in the cloud) and starts the run once Glue is back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from glue_jobs.transforms import InputError
+from infra.local import moto as local_moto
+from infra.local import s3 as local_s3
+from tests.events.test_uploads import pump_until, runs_of, sample, uploads  # noqa: F401
+from tests.pipeline.test_job_end_to_end import fetch, run_job, sample_bytes
+
+
+def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
+    local_stack, buckets, database_url, db, spark, throwaway_endpoint, monkeypatch, tmp_path
+):
+    state, port, url = throwaway_endpoint
+    s3 = local_s3.client(url)
+    local_s3.ensure_bucket(s3, "raw")
+    s3.put_object(Bucket="raw", Key="incoming/a.parquet", Body=sample_bytes(tmp_path, rows=500))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    local_moto.stop(state)
+
+    with pytest.raises(InputError, match=f"127.0.0.1:{port}"):  # the job exits non-zero
+        run_job(buckets, "s3://raw/incoming/a.parquet", run_id="run-no-endpoint")
+    [(status, error)] = fetch(db, "SELECT status, error FROM runs WHERE run_id = %s",
+                              "run-no-endpoint")
+    assert status == "failed", error
+    assert f"http://127.0.0.1:{port}" in error and "s3://raw/incoming/a.parquet" in error
+    assert fetch(db, "SELECT count(*) FROM published_country") == [(0,)]
+
+
+def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
+    uploads, s3, buckets, db, tmp_path, throwaway_endpoint, monkeypatch  # noqa: F811
+):
+    state, port, url = throwaway_endpoint
+    monkeypatch.setenv("JOB_LAUNCHER", "glue")
+    monkeypatch.setenv("GLUE_JOB_NAME", "voucher-selection")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", url)  # Glue only; S3 and SQS stay up
+    local_moto.stop(state)
+
+    s3.put_object(Bucket=buckets.raw, Key="incoming/later.parquet",
+                  Body=sample(tmp_path, seed=8, rows=300))
+    assert uploads.poll_once() == 0  # the handler failed: the message was not deleted
+    [(_, status, error)] = runs_of(db, "incoming/later.parquet")
+    assert status == "failed"
+    assert "could not start the job" in error and f"http://127.0.0.1:{port}" in error
+
+    local_moto.start(state, port)  # Glue is back (a fresh endpoint: the job is defined again)
+    glue = local_s3.client(url, "glue")
+    glue.create_job(Name="voucher-selection", Role="arn:aws:iam::123456789012:role/glue",
+                    Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})
+    assert pump_until(uploads, 1) == 1  # the same message, delivered again
+    attempts = runs_of(db, "incoming/later.parquet")
+    assert [s for _, s, _ in attempts] == ["failed", "queued"]
+    [job_run] = glue.get_job_runs(JobName="voucher-selection")["JobRuns"]
+    assert job_run["Arguments"]["--run_id"] == attempts[1][0]

@@ -1,0 +1,166 @@
+"""Dirty and hostile input files through the whole job (S3 -> Spark -> PostgreSQL): each is either
+processed per SPEC or fails its run with a message naming the problem, and never publishes half a
+result. A file that is not parquet at all, and one lacking a column, are in
+``tests/pipeline/test_job_end_to_end.py``; the rules row by row in ``tests/pipeline``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from chalicelib import rules
+from scripts.generate_data import generate
+from tests.api.calls import post
+from tests.pipeline.test_job_end_to_end import fetch, run_job, stack, upload  # noqa: F401
+
+
+def parquet(table: pa.Table, **options) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, **options)
+    return buffer.getvalue()
+
+
+def truncated() -> bytes:
+    whole = parquet(generate(500, seed=1))
+    return whole[: len(whole) // 2]  # an upload cut short: no footer
+
+
+def corrupt_pages() -> bytes:
+    """A whole file, footer intact, whose first data page header is garbage."""
+    body = bytearray(parquet(generate(500, seed=1), compression="none"))
+    offset = pq.ParquetFile(io.BytesIO(bytes(body))).metadata.row_group(0).column(4)
+    start = offset.data_page_offset
+    body[start : start + 40] = b"\xff" * 40
+    return bytes(body)
+
+
+def timestamps_as_int() -> bytes:
+    table = generate(50, seed=1)
+    for name in ("timestamp", "last_order_ts", "first_order_ts"):
+        table = table.set_column(table.schema.get_field_index(name), name,
+                                 pa.array(range(len(table)), pa.int64()))
+    return parquet(table)
+
+
+def country_too_long() -> bytes:
+    table = generate(50, seed=1)
+    names = ["Peru"] * (len(table) - 1) + ["Ñ" * 300]  # 600 bytes: no folder can be named so
+    index = table.schema.get_field_index("country_code")
+    return parquet(table.set_column(index, "country_code", pa.array(names)))
+
+
+def served(db) -> list[tuple]:
+    return fetch(db, "SELECT country_key, run_id FROM published_country ORDER BY 1")
+
+
+def lake_objects(s3, bucket: str, run_id: str) -> list[str]:
+    return [
+        o["Key"]
+        for prefix in ("curated", "rejected")
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/run_id={run_id}/").get(
+            "Contents", [])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (truncated, "is not a Parquet file"),
+        (lambda: b"", "is not a Parquet file"),
+        (corrupt_pages, "can not read class org.apache.parquet.format.PageHeader"),
+        (timestamps_as_int, "timestamp is bigint; last_order_ts is bigint; first_order_ts is"),
+        (country_too_long, f"longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
+                           " country name: 'Ññññ"),
+    ],
+    ids=["truncated", "zero-bytes", "corrupt-pages", "timestamps-as-int", "country-too-long"],
+)
+def test_a_broken_file_fails_its_run_naming_the_problem_and_publishes_nothing(
+    stack, published, s3, make, message  # noqa: F811
+):
+    before = served(published)
+    source = upload(s3, stack, "incoming/broken.parquet", make())
+    with pytest.raises(Exception, match="."):  # the job exits non-zero, whatever the cause
+        run_job(stack, source, countries="all", run_id="run-broken")
+    [(status, error)] = fetch(published, "SELECT status, error FROM runs WHERE run_id = %s",
+                              "run-broken")
+    assert status == "failed" and message in error, error
+    assert fetch(published, "SELECT count(*) FROM run_country_stats WHERE run_id = %s",
+                 "run-broken") == [(0,)]
+    assert served(published) == before
+    assert lake_objects(s3, stack.lake, "run-broken") == []
+
+
+def test_a_file_with_no_rows_is_processed_and_publishes_nothing(stack, published, s3):  # noqa: F811
+    before = served(published)
+    empty = parquet(generate(50, seed=1).slice(0, 0))  # the real schema, zero rows
+    run_job(stack, upload(s3, stack, "incoming/empty.parquet", empty), run_id="run-empty")
+    assert fetch(published, "SELECT status, rows_read, published_countries, error FROM runs"
+                 " WHERE run_id = 'run-empty'") == [("succeeded", 0, [], None)]
+    assert served(published) == before
+
+
+#: A row every rule keeps: recency 92 days (91-120), frequency 2 (0-4).
+GOOD = {"timestamp": "2018-07-21 18:59:21.102761", "country_code": "Peru",
+        "last_order_ts": "2018-04-20", "first_order_ts": dt.datetime(2018, 1, 5),
+        "total_orders": 2, "voucher_amount": "2640"}
+LONGEST = "😀" * rules.MAX_COUNTRY_CHARS  # 4 bytes each: the longest name a lake folder holds
+#: Rows as (changes to GOOD, expected reason); ``total_orders`` int64 and ``voucher_amount``
+#: text are shapes the SPEC accepts; extreme numbers are classified like any other.
+ROWS = [
+    ({"country_code": "Perú", "voucher_amount": "1e308"}, None),
+    ({"country_code": "  PERÚ\t", "voucher_amount": "1e308"}, None),
+    ({"country_code": "日本", "voucher_amount": "5e-324"}, None),
+    ({"country_code": "ΣΟΦΙΑΣ", "voucher_amount": " 1.7976931348623157e308 "}, None),
+    ({"country_code": LONGEST, "voucher_amount": "123456789012345678901234567890"}, None),
+    ({"total_orders": 37}, None),
+    ({}, None),
+    ({"total_orders": 2**62}, "invalid_value"),  # beyond 2**53: not an exact whole number
+    ({"total_orders": -(2**63)}, "invalid_value"),
+    ({"voucher_amount": "1e999"}, "invalid_value"),  # infinite
+    ({"voucher_amount": "-0.0"}, "invalid_value"),
+    ({"voucher_amount": "NaN"}, "missing_value"),
+    ({"voucher_amount": ""}, "missing_value"),
+    ({"total_orders": 0}, "zero_orders_with_order_dates"),
+]
+
+
+def quirky_file() -> bytes:
+    rows = [{**GOOD, **change} for change, _ in ROWS]
+    columns = {name: [row[name] for row in rows] for name in GOOD}
+    table = pa.table({
+        **{name: pa.array(values) for name, values in columns.items()},
+        "total_orders": pa.array(columns["total_orders"], pa.int64()),
+        "note": pa.array(["x" * 10_000] * len(rows)),  # extra columns are ignored
+        "voucher_amount_eur": pa.array([1.5] * len(rows)),
+    })
+    return parquet(table)
+
+
+def test_odd_but_valid_shapes_unicode_long_names_and_extreme_numbers_are_processed_per_spec(
+    stack, published, s3, client  # noqa: F811
+):
+    run_id = run_job(stack, upload(s3, stack, "incoming/quirky.parquet", quirky_file()),
+                     countries="all")
+    stats = {key: (rows_in, kept, by_reason) for key, rows_in, kept, by_reason in fetch(
+        published, "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
+        " FROM run_country_stats WHERE run_id = %s", run_id)}
+    assert {key: (rows_in, kept) for key, (rows_in, kept, _) in stats.items()} == {
+        "perú": (2, 2), "日本": (1, 1), "σοφιας": (1, 1), LONGEST: (1, 1), "peru": (9, 2)}
+    assert stats["peru"][2] == {code: sum(reason == code for _, reason in ROWS)
+                                for code in rules.REASON_CODES}
+
+    fallbacks = dict(fetch(published, "SELECT country_key, voucher_amount FROM country_fallback"
+                                      " WHERE run_id = %s", run_id))
+    assert fallbacks == {"perú": 1e308, "日本": 5e-324, "σοφιας": 1.7976931348623157e308,
+                         LONGEST: 1.2345678901234568e29, "peru": 2640.0}
+    request = {"segment_name": "frequent_segment", "total_orders": 3}
+    answers = [(" PERÚ", int(1e308)), ("日本", 5e-324), ("ΣΟΦΙΑΣ", int(1.7976931348623157e308)),
+               (LONGEST, int(1.2345678901234568e29))]  # integers when whole, however large
+    for name, amount in answers:
+        status, answer = post(client, {**request, "country_code": name})
+        assert (status, answer["voucher_amount"], answer["basis"]) == (200, amount, "segment")
