@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg2
 
+from benchmarks.docs_section import write_section
 from chalicelib.migrate import migrate
 from infra.local import postgres, stack
 from infra.local.settings import from_env
@@ -160,19 +161,6 @@ def report(warm: dict, criteria: dict, cold: list[dict], zip_path: Path | None,
     ])
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it); other sections stay."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_api", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(warm, criteria, cold, args.zip, args.requests)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
         print(f"written to {args.write}")
     return 0
 

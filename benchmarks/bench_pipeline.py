@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.docs_section import write_section
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
 SECTION = "## Pipeline"
@@ -392,19 +394,6 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it); other sections stay."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_pipeline", description=__doc__,
@@ -464,7 +453,7 @@ def publish(report: dict, out: Path, docs: Path | None) -> None:
     plot(report, out / "bench_pipeline.png")
     print(section)
     if docs:
-        write_section(docs, section)
+        write_section(docs, SECTION, section)
         print(f"written to {docs}")
 
 
