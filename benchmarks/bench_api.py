@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import psycopg2
 
-from benchmarks.docs_section import write_section
+from benchmarks.report import machine, write_section
 from chalicelib.migrate import migrate
 from infra.local import postgres, stack
 from infra.local.settings import from_env
@@ -114,16 +113,11 @@ def measure_cold(event: dict, runs: int) -> list[dict[str, float]]:
     return results
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+def machine_text() -> str:
+    m = machine()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.1f} GiB RAM, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
-            f"load average {load} when it ran")
+    return (f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB RAM, "
+            f"Python {m['python']}, {m['system']}, load average {load} when it ran")
 
 
 def report(warm: dict, criteria: dict, cold: list[dict], zip_path: Path | None,
@@ -140,7 +134,7 @@ def report(warm: dict, criteria: dict, cold: list[dict], zip_path: Path | None,
     return "\n".join([
         SECTION,
         "",
-        f"Command: `{COMMAND}` (`python -m benchmarks.bench_api`). Machine: {machine()}.",
+        f"Command: `{COMMAND}` (`python -m benchmarks.bench_api`). Machine: {machine_text()}.",
         "In-process through the Lambda handler `app.app(event, context)` with API Gateway proxy "
         f"events; {requests:,} warm requests after one warm-up call, the cache's TTL at its "
         "default. Cold start: a fresh interpreter imports `app` and answers one `POST /voucher` "

@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.docs_section import write_section
+from benchmarks.report import machine, write_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
@@ -238,15 +237,8 @@ def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, coun
     return results
 
 
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 2**20, 1),
-            "python": platform.python_version(), "system": f"{platform.system()} "
-            f"{platform.release()}", "spark_master": os.environ.get("SPARK_MASTER", "local[*]")}
+def spark_machine() -> dict:
+    return {**machine(), "spark_master": os.environ.get("SPARK_MASTER", "local[*]")}
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -433,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = bench(inputs(sizes, args.data_dir, None if args.no_real else args.real),
                     args.runs, args.single_run_from, args.countries)
-    report = {"command": args.command, "machine": machine(), "countries": args.countries,
+    report = {"command": args.command, "machine": spark_machine(), "countries": args.countries,
               "runs": args.runs, "single_run_from": args.single_run_from,
               "load_before": load_before, "load_after": os.getloadavg(),
               "load_during": {"min": min(LOAD_SAMPLES, default=0.0),
