@@ -29,9 +29,9 @@ NO_COUNTRY = ""
 
 
 def _days(start: str, end: str) -> Column:
-    """Calendar days from the date of ``start`` to the date of ``end``: recency as
+    """Calendar days between two of the classified rows' UTC days: recency as
     :func:`~glue_jobs.transforms.assign_segments` measures it, here on rejected rows too."""
-    return F.datediff(F.to_date(end), F.to_date(start))
+    return (F.col(end) - F.col(start)).cast("int")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ MEASURES = (
     Measure(
         "tenure_days",
         "tenure: first to last order (days)",
-        lambda: _days("first_order", "last_order"),
+        lambda: _days("first_day", "last_day"),
         "days",
         0,
         5_000,
@@ -72,7 +72,7 @@ MEASURES = (
     Measure(
         "recency_days",
         "recency: last order to voucher (days)",
-        lambda: _days("last_order", "voucher_ts"),
+        lambda: _days("last_day", "voucher_day"),
         "days",
         -3_650,
         3_650,
@@ -89,10 +89,10 @@ def profile(spark: SparkSession, source: str) -> dict:
         raw = t.check_input(lake.read_parquet(source))
         rows_read = raw.count()
         quality = _quality(raw)
-        segmented = t.assign_segments(t.classify(t.select_in_scope(raw, None)))
+        segmented = t.assign_segments(t.classify(t.distinct_rows(t.select_in_scope(raw, None))))
         segmented = segmented.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            tallied = t.tally(segmented).cache()
+            tallied = tally(segmented).cache()
             run = asdict(build_result(tallied, rows_read))
             counted = {
                 "distributions": _distributions(segmented),
@@ -111,6 +111,11 @@ def profile(spark: SparkSession, source: str) -> dict:
         "quality": quality,
         **counted,
     }
+
+
+def tally(segmented: DataFrame) -> DataFrame:
+    """The job's tally of the outputs these rows make."""
+    return t.tally(t.kept_rows(segmented), t.rejected_rows(segmented))
 
 
 def _quality(raw: DataFrame) -> dict:
@@ -205,7 +210,7 @@ def _by_year(segmented: DataFrame) -> dict:
     year = F.coalesce(F.year("voucher_ts").cast("string"), F.lit("unknown"))
     keyed = segmented.withColumn("country_key", F.concat_ws("|", "country_key", year))
     out: dict[str, dict] = {}
-    for stats in build_result(t.tally(keyed), rows_read=0).countries:
+    for stats in build_result(tally(keyed), rows_read=0).countries:
         country_key, _, voucher_year = stats.country_key.partition("|")
         out.setdefault(country_key, {})[voucher_year] = {
             "rows_in": stats.rows_in,

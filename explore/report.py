@@ -409,10 +409,11 @@ def render(profile: dict, images: dict[str, bytes]) -> str:
 <code>python -m explore</code> (<code>make eda</code>).</p>
 <p>How: the schema comes from the parquet footers (pyarrow). Every other number comes from one
 local Spark session running the pipeline's own functions on all rows, no sampling:
-<code>check_input</code>, <code>select_in_scope</code> (every country), <code>classify</code>,
-<code>assign_segments</code>, <code>tally</code>, then <code>build_result</code> for the
-waterfall and the selection. Distributions are exact counts per order or per day aggregated in
-Spark, re-binned for the plots.</p>
+<code>check_input</code>, <code>select_in_scope</code> (every country),
+<code>distinct_rows</code>, <code>classify</code>, <code>assign_segments</code>, the
+<code>tally</code> of the outputs <code>kept_rows</code> and <code>rejected_rows</code>, then
+<code>build_result</code> for the waterfall and the selection. Distributions are exact counts per
+order or per day aggregated in Spark, re-binned for the plots.</p>
 <nav><ol>{toc}</ol></nav>
 {body}
 </main></body></html>

@@ -120,14 +120,27 @@ class Lake:
                 f"{uri} is not a readable parquet file or folder: {cause_text(exc)}"
             ) from exc
 
-    def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> None:
-        """Write ``df`` under ``uri``, replacing only the partitions it holds (reruns are safe)."""
+    def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> str:
+        """Write ``df`` under ``uri``, replacing only the partitions it holds (reruns are safe).
+
+        Returns where Spark reads back what was written: ``uri`` itself, or its staged copy.
+        """
         if self.native_s3 or not is_s3(uri):
             df.write.mode("overwrite").partitionBy(*partition_by).parquet(uri)
-            return
+            return uri
         local = self._staging / "out" / hashlib.md5(uri.encode(), usedforsecurity=False).hexdigest()
         df.write.mode("overwrite").partitionBy(*partition_by).parquet(str(local))
         self._upload(local, uri)
+        return str(local)
+
+    def read_written(self, location: str) -> DataFrame | None:
+        """The parquet a write left under ``location`` (a partition's folder); ``None`` when it
+        left nothing there (Spark writes no folder for an empty partition)."""
+        context = self.spark.sparkContext
+        path = context._jvm.org.apache.hadoop.fs.Path(location)
+        if not path.getFileSystem(context._jsc.hadoopConfiguration()).exists(path):
+            return None
+        return self.spark.read.parquet(location)
 
     def _download(self, uri: str) -> str:
         bucket, _ = split_s3(uri)

@@ -1,8 +1,8 @@
 """One run of the voucher selection: read, clean, segment, select, write, publish.
 
 The steps are the pure functions of :mod:`glue_jobs.transforms`; this module wires them to the
-lake and the database, records the run, and reports progress. Only the tiny results of the one
-aggregation pass reach the driver.
+lake and the database, records the run, and reports progress. Only tiny results reach the driver:
+the repeated row hashes stay in Spark, the tally is a few hundred rows.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg2
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from chalicelib import db, rules, runs
@@ -39,6 +38,13 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # dates of timestamps are UTC dates
     spark.conf.set("spark.sql.ansi.enabled", "false")  # unparseable text becomes null, not an error
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")  # rerun = same files
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not legacy INT96
+    # Country keys name the outputs' folders: read back as the text they were, never as numbers.
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+
+
+#: How both lake outputs are partitioned.
+PARTITIONS = ["run_id", "country_key"]
 
 
 def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
@@ -46,48 +52,70 @@ def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
     return result_from_tally((row.asDict() for row in tallied.collect()), rows_read)
 
 
-def check_country_names(result: runs.RunResult) -> None:
+def check_country_names(scoped: DataFrame, longest: int | None) -> None:
     """Fail, before anything is written, on a country name too long to name its lake folder."""
-    too_long = [c.country for c in result.countries if len(c.country) > rules.MAX_COUNTRY_CHARS]
-    if too_long:
-        raise t.InputError(
-            f"country_code longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
-            f" country name: {', '.join(shown(name) for name in too_long)}"
-        )
+    if longest is None or longest <= rules.MAX_COUNTRY_CHARS:
+        return
+    too_long = scoped.where(F.length("country_key") > rules.MAX_COUNTRY_CHARS)
+    names = [r[0] for r in too_long.select(F.initcap("country_key")).distinct().limit(5).collect()]
+    raise t.InputError(
+        f"country_code longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
+        f" country name: {', '.join(shown(name) for name in sorted(names))}"
+    )
 
 
 def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunResult:
-    """Read, classify and write the lake outputs; return the run's statistics and selections."""
+    """Write the curated and rejected outputs, then count them into the run's statistics.
+
+    Each pass scans the input again instead of caching it (memory stays flat at any size):
+    1. the row hashes that repeat, and the exact duplicate groups behind them (both tiny);
+    2. the curated output and 3. the rejected output, each row's rules evaluated once;
+    4. the tally of what the two outputs hold, read back (narrow columns only).
+    """
     country_keys = rules.requested_country_keys(options.countries)
     raw = t.check_input(lake.read_parquet(options.source))
-    rows_read = raw.count()  # parquet footers only: no column is read
-    log.info("read %s rows from %s", f"{rows_read:,}", options.source)
 
-    segmented = t.assign_segments(t.classify(t.select_in_scope(raw, country_keys)))
-    segmented = segmented.persist(StorageLevel.MEMORY_AND_DISK)
+    def scoped(seen: Observation | None = None) -> DataFrame:
+        return t.select_in_scope(raw, country_keys, seen)
+
+    first_read = Observation("read")
+    repeated = t.repeated_hashes(scoped(first_read)).cache()
+    groups = t.duplicate_groups(scoped(), repeated).cache()
     try:
-        result = build_result(t.tally(segmented), rows_read)
-        check_country_names(result)
-        log.info(
-            "cleaned and segmented %s in-scope rows",
-            f"{sum(c.rows_in for c in result.countries):,}",
-        )
+        repeated.count()
+        rows_read = first_read.get["rows"]
+        log.info("read %s rows from %s", f"{rows_read:,}", options.source)
+        check_country_names(scoped(), first_read.get["longest_key"])
+        duplicated = groups.where(F.col("copies") > 1).count()
+        log.info("found %s rows with exact duplicates", f"{duplicated:,}")
+        read_again, counted = Observation("read again"), Observation("classified")
+        distinct = t.distinct_rows(scoped(read_again), repeated, groups)
+        segmented = t.assign_segments(t.classify(distinct, counted))
         run = F.lit(options.run_id).alias("run_id")
-        lake.write_parquet(
-            t.kept_rows(segmented).select(run, "*"), options.curated_location, ["run_id", "country"]
-        )
-        lake.write_parquet(
-            t.rejected_rows(segmented).select(run, "*"),
-            options.rejected_location,
-            ["run_id", "country"],
-        )
+        outputs = {
+            options.curated_location: t.kept_rows(segmented).select(run, "*"),
+            options.rejected_location: t.rejected_rows(segmented).select(run, "*"),
+        }
+        written = {uri: lake.write_parquet(df, uri, PARTITIONS) for uri, df in outputs.items()}
+        if read_again.get["rows"] != rows_read:
+            raise t.InputError(
+                f"{options.source} changed while the run read it: {rows_read:,} rows, then"
+                f" {read_again.get['rows']:,}"
+            )
         log.info(
-            "wrote kept rows to %s and rejected rows to %s",
-            options.curated_location,
-            options.rejected_location,
+            "wrote %s kept of %s distinct rows to %s and the rejected rows to %s",
+            f"{counted.get['kept']:,}", f"{counted.get['rows']:,}",
+            options.curated_location, options.rejected_location,
+        )  # fmt: skip
+        kept, rejected = (
+            lake.read_written(f"{written[uri]}/run_id={options.run_id}") or df.limit(0)
+            for uri, df in outputs.items()
         )
+        result = build_result(t.tally(kept, rejected), rows_read)
+        log.info("counted %s in-scope rows", f"{sum(c.rows_in for c in result.countries):,}")
     finally:
-        segmented.unpersist()
+        groups.unpersist()
+        repeated.unpersist()
     return result
 
 

@@ -1,7 +1,7 @@
 """Statistics and selections from the collected tally: plain Python over a few hundred rows.
 
-The tally (:func:`glue_jobs.transforms.tally`) is the one aggregation pass over the data; what is
-left is tiny, so it is reduced here on the driver rather than by more Spark jobs.
+The tally (:func:`glue_jobs.transforms.tally`) counts the rows of the job's outputs; what is left
+is tiny, so it is reduced here on the driver rather than by more Spark jobs.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ def result_from_tally(tallied: Iterable[Mapping], rows_read: int) -> RunResult:
     for row in tallied:
         key, n, amount = row["country_key"], row["rows"], row["voucher_amount"]
         names[key] = row["country"]
-        rows_in[key] += row["copies"]
-        rejected[key][rules.REASON_CODES[0]] += row["copies"] - n  # the extra copies
+        rows_in[key] += n
         if row["reason"] is not None:
             rejected[key][row["reason"]] += n
             continue

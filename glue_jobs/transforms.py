@@ -1,9 +1,10 @@
 """The job's steps as pure DataFrame-in/DataFrame-out functions.
 
-read -> :func:`check_input` -> :func:`select_in_scope` -> :func:`classify` (dedup, normalise,
-reason per row) -> :func:`assign_segments` -> :func:`kept_rows` / :func:`rejected_rows` (the lake
-outputs) and :func:`tally`, the one aggregation pass whose tiny result is all that reaches the
-driver (:mod:`glue_jobs.selection` reduces it to statistics and selections).
+read -> :func:`check_input` -> :func:`select_in_scope` -> :func:`distinct_rows` (exact duplicates
+found through a cheap hash-first pass) -> :func:`classify` (normalise, reason per row) ->
+:func:`assign_segments` -> :func:`kept_rows` / :func:`rejected_rows` (the lake outputs) ->
+:func:`tally`, the counts of those outputs: the tiny result that is all that reaches the driver
+(:mod:`glue_jobs.selection` reduces it to statistics and selections).
 
 Native Spark expressions only: no Python UDFs, so the same code runs from a 3 MB file in local
 mode to billions of rows on a Glue cluster. The rules themselves (order, codes, bounds) come from
@@ -12,7 +13,7 @@ mode to billions of rows on a Glue cluster. The rules themselves (order, codes, 
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -58,38 +59,100 @@ def check_input(df: DataFrame) -> DataFrame:
     return df.select(*rules.INPUT_COLUMNS)
 
 
-def _trimmed(name: str) -> Column:
-    """Column ``name`` as text without surrounding ``rules.WHITESPACE``."""
-    return F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))")
-
-
 def country_key(name: str) -> Column:
-    """The Spark twin of ``rules.country_key``: whitespace trimmed, lower case."""
-    return F.lower(_trimmed(name))
+    """The Spark twin of ``rules.country_key``: ``rules.WHITESPACE`` trimmed, lower case."""
+    return F.lower(F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))"))
 
 
-def select_in_scope(df: DataFrame, country_keys: tuple[str, ...] | None) -> DataFrame:
-    """Rows of the requested countries (``None``: every named country), with ``country_key``."""
-    keyed = df.withColumn("country_key", country_key("country_code"))
-    if country_keys is None:
-        return keyed.where(F.col("country_key") != "")
-    return keyed.where(F.col("country_key").isin(list(country_keys)))
+def select_in_scope(
+    df: DataFrame, country_keys: tuple[str, ...] | None, seen: Observation | None = None
+) -> DataFrame:
+    """Rows of the requested countries (``None``: every named country), with ``country_key``.
+
+    ``seen`` observes, before the scope filter, every row read (``rows``) and the length of the
+    longest country key in scope (``longest_key``). Observing there also keeps Spark from
+    computing each row's key twice, once for the filter and once for the column.
+    """
+    keyed = df.select(*rules.INPUT_COLUMNS, country_key("country_code").alias("country_key"))
+    key = F.col("country_key")
+    in_scope = key != "" if country_keys is None else key.isin(list(country_keys))
+    if seen is not None:
+        keyed = keyed.observe(
+            seen,
+            F.count(F.lit(1)).alias("rows"),
+            F.max(F.when(in_scope, F.length(key))).alias("longest_key"),
+        )
+    return keyed.where(in_scope)
+
+
+#: What makes a row: its six input columns and the key of its country.
+ROW_KEY = (*rules.INPUT_COLUMNS, "country_key")
+
+
+def _row_hash() -> Column:
+    return F.xxhash64(*rules.INPUT_COLUMNS).alias("row_hash")
+
+
+def repeated_hashes(scoped: DataFrame) -> DataFrame:
+    """The 64-bit hashes of the six columns that more than one row has.
+
+    Only rows with such a hash can be exact duplicates: finding them is one aggregation over a
+    long per row instead of over six columns of text, and its result is tiny on real data.
+    """
+    return scoped.groupBy(_row_hash()).count().where(F.col("count") > 1).select("row_hash")
+
+
+def duplicate_groups(scoped: DataFrame, repeated: DataFrame) -> DataFrame:
+    """The rows whose hash repeats, grouped on their columns, with their ``copies``.
+
+    Grouping on the columns themselves means a hash collision never makes two different rows
+    duplicates (such rows come out as groups of one copy each).
+    """
+    return (
+        scoped.select(_row_hash(), *ROW_KEY)
+        .join(repeated, "row_hash", "left_semi")
+        .groupBy("row_hash", *ROW_KEY)
+        .agg(F.count("*").alias("copies"))
+    )
+
+
+def distinct_rows(
+    scoped: DataFrame, repeated: DataFrame | None = None, groups: DataFrame | None = None
+) -> DataFrame:
+    """One row per distinct input row, with its ``copies``.
+
+    Rows whose hash is not in ``repeated`` pass through with one copy; the others are replaced by
+    their ``groups``. The job passes both materialised (they are small); without them they are
+    computed here.
+    """
+    if repeated is None or groups is None:
+        repeated = repeated_hashes(scoped)
+        groups = duplicate_groups(scoped, repeated)
+    once = (
+        scoped.select(_row_hash(), *ROW_KEY)
+        .join(repeated, "row_hash", "left_anti")
+        .withColumn("copies", F.lit(1).cast("long"))
+    )
+    return once.unionByName(groups).drop("row_hash")
+
+
+def _full_date(name: str) -> Column:
+    """Whether text column ``name`` starts with a whole date: a year, then two '-'.
+
+    Spark's cast trims whitespace and reads every accepted shape, but it also reads a bare year
+    ("2018"), a year and month ("2018-05") and a time of day alone ("10:00", as today).
+    """
+    first_dash = F.instr(F.col(name), "-")
+    second_dash = F.expr(f"locate('-', `{name}`, instr(`{name}`, '-') + 1)")
+    return (first_dash > 1) & (second_dash > 0)
 
 
 def _timestamp(df: DataFrame, name: str) -> Column:
     """A timestamp from a string (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601) or a time type."""
+    value = F.col(name).cast("timestamp")
     if isinstance(df.schema[name].dataType, T.StringType):
-        text = _trimmed(name)  # a full date at least: Spark alone would read "2018" as 2018-01-01
-        full_date = (F.length(text) >= 8) & (F.substring(text, 5, 1) == "-")
-        return F.when(full_date, text.cast("timestamp"))
-    return F.col(name).cast("timestamp")
-
-
-def _number(df: DataFrame, name: str) -> Column:
-    """A double from a number or a numeric string; empty or unparseable text gives null."""
-    if isinstance(df.schema[name].dataType, T.StringType):
-        return _trimmed(name).cast("double")
-    return F.col(name).cast("double")
+        return F.when(_full_date(name), value)
+    return value
 
 
 def _first_match(cases) -> Column:
@@ -104,33 +167,46 @@ def _blank(value: Column) -> Column:
     return value.isNull() | F.isnan(value)
 
 
-def classify(df: DataFrame) -> DataFrame:
-    """One row per distinct input row, its ``copies``, normalised values and rejection ``reason``.
+#: The UTC day of each timestamp, computed once per row for every rule and measure using it.
+_DAYS = {"voucher_ts": "voucher_day", "last_order": "last_day", "first_order": "first_day"}
+_MICROS_PER_DAY = 86_400_000_000
 
-    The ``reason`` is the first cleaning rule the row fails (null: kept). Duplicate copies beyond
-    the first are not rows here: they are counted in ``copies`` and materialised by
-    :func:`rejected_rows`.
+
+def _utc_day(ts: str) -> Column:
+    """Days from 1970-01-01 to the UTC date of timestamp column ``ts``: whole-number arithmetic,
+    several times cheaper than ``to_date``, which builds a date object per row."""
+    micros = f"unix_micros(`{ts}`)"
+    return F.expr(f"({micros} - pmod({micros}, {_MICROS_PER_DAY})) div {_MICROS_PER_DAY}")
+
+
+def classify(distinct: DataFrame, counted: Observation | None = None) -> DataFrame:
+    """Normalised values and the rejection ``reason`` of each distinct row (null: kept).
+
+    The ``reason`` is the first cleaning rule the row fails; duplicate copies beyond the first
+    are counted in ``copies`` and materialised by :func:`rejected_rows`. Numbers come from numbers
+    or their text (Spark's cast trims whitespace; empty or unreadable text gives null); dates of
+    timestamps are UTC dates. ``counted`` observes the distinct rows (``rows``) and the kept ones
+    (``kept``); observing also keeps Spark from evaluating the rules again below the kept or
+    rejected filter of an output.
     """
-    distinct = df.groupBy(*rules.INPUT_COLUMNS, "country_key").agg(F.count("*").alias("copies"))
-    normalised = distinct.select(
-        "*",
-        F.initcap(F.col("country_key")).alias("country"),
-        _timestamp(df, "timestamp").alias("voucher_ts"),
-        _timestamp(df, "last_order_ts").alias("last_order"),
-        _timestamp(df, "first_order_ts").alias("first_order"),
-        _number(df, "total_orders").alias("orders"),
-        _number(df, "voucher_amount").alias("amount"),
+    typed = distinct.select(
+        *ROW_KEY,
+        "copies",
+        _timestamp(distinct, "timestamp").alias("voucher_ts"),
+        _timestamp(distinct, "last_order_ts").alias("last_order"),
+        _timestamp(distinct, "first_order_ts").alias("first_order"),
+        F.col("total_orders").cast("double").alias("orders"),
+        F.col("voucher_amount").cast("double").alias("amount"),
     )
+    normalised = typed.select("*", *(_utc_day(ts).alias(day) for ts, day in _DAYS.items()))
     orders, amount = F.col("orders"), F.col("amount")
-    voucher_day, last_day, first_day = (
-        F.to_date(F.col(c)) for c in ("voucher_ts", "last_order", "first_order")
-    )
+    voucher_day, last_day, first_day = (F.col(day) for day in _DAYS.values())
     checks = {
         "missing_value": _blank(orders)
         | _blank(amount)
-        | F.col("voucher_ts").isNull()
-        | F.col("last_order").isNull()
-        | F.col("first_order").isNull(),
+        | voucher_day.isNull()
+        | last_day.isNull()
+        | first_day.isNull(),
         "invalid_value": (orders < 0)
         | (orders != F.floor(orders))
         | (orders > rules.MAX_WHOLE_ORDERS)
@@ -142,7 +218,14 @@ def classify(df: DataFrame) -> DataFrame:
     }
     assert tuple(checks) == rules.REASON_CODES[1:], "checks must follow the rules' order"
     reason = _first_match((check, code) for code, check in checks.items())
-    return normalised.withColumn("reason", reason)
+    classified = normalised.withColumn("reason", reason)
+    if counted is None:
+        return classified
+    return classified.observe(
+        counted,
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(F.col("reason").isNull(), True)).alias("kept"),
+    )
 
 
 def _segment(rule: rules.SegmentRule, value: Column) -> Column:
@@ -158,7 +241,7 @@ def assign_segments(classified: DataFrame) -> DataFrame:
     kept = F.col("reason").isNull()
     measures = {
         "frequency": F.col("orders").cast("long"),
-        "recency_days": F.datediff(F.to_date("voucher_ts"), F.to_date("last_order")),
+        "recency_days": (F.col("voucher_day") - F.col("last_day")).cast("int"),
     }
     with_measures = classified.select(
         "*", *(F.when(kept, value).alias(name) for name, value in measures.items())
@@ -169,15 +252,17 @@ def assign_segments(classified: DataFrame) -> DataFrame:
 
 
 def kept_rows(segmented: DataFrame) -> DataFrame:
-    """Rows that passed every rule, typed, with their measures and segments (the curated output)."""
+    """Rows that passed every rule, typed, with their measures and segments (the curated output).
+
+    ``total_orders`` is the frequency measure; ``recency_days`` the recency one.
+    """
     return segmented.where(F.col("reason").isNull()).select(
         F.col("voucher_ts").alias("timestamp"),
-        "country",
+        "country_key",
         F.col("last_order").alias("last_order_ts"),
         F.col("first_order").alias("first_order_ts"),
         F.col("frequency").alias("total_orders"),
         F.col("amount").alias("voucher_amount"),
-        "frequency",
         "recency_days",
         *(r.name for r in rules.SEGMENT_RULES),
     )
@@ -187,31 +272,33 @@ def rejected_rows(classified: DataFrame) -> DataFrame:
     """Every rejected row as found in the input (values as text) with its reason code.
 
     A distinct row seen ``copies`` times yields ``copies - 1`` ``duplicate_row`` rows, plus itself
-    when it fails another rule.
+    (first) when it fails another rule: one pass, each distinct row expanded in place.
     """
-    raw = [F.col(c).cast("string").alias(c) for c in rules.INPUT_COLUMNS]
-    failed = classified.where(F.col("reason").isNotNull()).select(*raw, "country", "reason")
-    duplicates = classified.where(F.col("copies") > 1).select(
-        *raw,
-        "country",
-        F.lit(rules.REASON_CODES[0]).alias("reason"),
-        F.explode(F.array_repeat(F.lit(0), (F.col("copies") - 1).cast("int"))).alias("_copy"),
-    )
-    return failed.unionByName(duplicates.drop("_copy"))
-
-
-def tally(segmented: DataFrame) -> DataFrame:
-    """The one aggregation pass behind every statistic and selection.
-
-    One row per country x reason for rejected rows, and per country x amount x segments for kept
-    rows, with ``rows`` (distinct rows) and ``copies`` (input rows, duplicates included). Tiny
-    whatever the input size: a few countries times a few amounts times a few segments.
-    """
-    kept = F.col("reason").isNull()
-    return segmented.groupBy(
+    failed = F.col("reason").isNotNull().cast("int")
+    rejected = F.posexplode(F.array_repeat("reason", failed + F.col("copies").cast("int") - 1))
+    return classified.select(
+        *(F.col(c).cast("string").alias(c) for c in rules.INPUT_COLUMNS), "country_key", rejected
+    ).select(
+        *rules.INPUT_COLUMNS,
         "country_key",
-        "country",
-        "reason",
-        F.when(kept, F.col("amount")).alias("voucher_amount"),
-        *(r.name for r in rules.SEGMENT_RULES),
-    ).agg(F.count("*").alias("rows"), F.sum("copies").alias("copies"))
+        F.coalesce(F.when(F.col("pos") == 0, F.col("col")), F.lit(rules.REASON_CODES[0])).alias(
+            "reason"
+        ),
+    )
+
+
+def tally(kept: DataFrame, rejected: DataFrame) -> DataFrame:
+    """The counts behind every statistic and selection, taken from the two outputs themselves.
+
+    One row per country x amount x segments of the kept rows and per country x reason of the
+    rejected ones (duplicate copies included), with its ``rows``; tiny whatever the input size.
+    ``country`` is the display name of ``country_key``.
+    """
+    segments = [r.name for r in rules.SEGMENT_RULES]
+    counted = kept.groupBy("country_key", "voucher_amount", *segments).agg(
+        F.count("*").alias("rows")
+    ).unionByName(
+        rejected.groupBy("country_key", "reason").agg(F.count("*").alias("rows")),
+        allowMissingColumns=True,
+    )
+    return counted.select("*", F.initcap("country_key").alias("country"))

@@ -54,21 +54,26 @@ def test_the_numbers_are_those_of_a_run_of_the_job_on_the_same_input(
 
     rejected = (
         pq.read_table(tmp_path / "rejected")
-        .group_by(["country", "reason"])
+        .group_by(["country_key", "reason"])
         .aggregate([("reason", "count")])
     )
-    kept = pq.read_table(tmp_path / "curated").group_by("country").aggregate([("country", "count")])
+    kept = (
+        pq.read_table(tmp_path / "curated")
+        .group_by("country_key")
+        .aggregate([("country_key", "count")])
+    )
     countries = sample_report.profile["run"]["countries"]
     assert {
-        (str(row["country"]), row["reason"]): row["reason_count"] for row in rejected.to_pylist()
+        (str(row["country_key"]), row["reason"]): row["reason_count"]
+        for row in rejected.to_pylist()
     } == {
-        (c["country"], code): n
+        (c["country_key"], code): n
         for c in countries
         for code, n in c["rejected_by_reason"].items()
         if n
     }
-    assert {str(r["country"]): r["country_count"] for r in kept.to_pylist()} == {
-        c["country"]: c["rows_kept"] for c in countries
+    assert {str(r["country_key"]): r["country_key_count"] for r in kept.to_pylist()} == {
+        c["country_key"]: c["rows_kept"] for c in countries
     }
 
 

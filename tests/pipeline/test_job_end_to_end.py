@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -65,13 +67,14 @@ def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
     frames = []
     for key in keys:
         table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-        country = key.split("country=")[1].split("/")[0]
-        frames.append(table.to_pandas().assign(country=country))
+        country_key = unquote(key.split("country_key=")[1].split("/")[0])  # as Spark escaped it
+        frames.append(table.to_pandas().assign(country_key=country_key))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_path):
-    source = upload(s3, stack, "incoming/sample.parquet.gzip", sample_bytes(tmp_path))
+    body = sample_bytes(tmp_path)
+    source = upload(s3, stack, "incoming/sample.parquet.gzip", body)
     run_id = run_job(stack, source)
 
     etag = s3.head_object(Bucket=stack.raw, Key="incoming/sample.parquet.gzip")["ETag"].strip('"')
@@ -90,19 +93,22 @@ def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_pa
     )
     stats = fetch(
         db,
-        "SELECT country, rows_in, rows_kept, rows_rejected, rejected_by_reason"
+        "SELECT country_key, rows_in, rows_kept, rows_rejected, rejected_by_reason"
         " FROM run_country_stats WHERE run_id = %s",
         run_id,
     )
     assert rows_read == 20_000
-    assert sum(s[1] for s in stats) + out_of_scope == rows_read
+    spellings = pq.read_table(io.BytesIO(body), columns=["country_code"]).column(0).to_pylist()
+    named = [rules.country_key(c) for c in spellings if c and c.strip(rules.WHITESPACE)]
+    assert {key: rows_in for key, rows_in, *_ in stats} == Counter(named)
+    assert out_of_scope == rows_read - len(named)
     for _, rows_in, kept, rejected, by_reason in stats:
         assert rows_in == kept + rejected == kept + sum(by_reason.values())
         assert set(by_reason) == set(rules.REASON_CODES)
 
     published = fetch(db, "SELECT country_key, run_id FROM published_country ORDER BY 1")
     assert {r for _, r in published} == {run_id}
-    assert [k for k, _ in published] == sorted(rules.country_key(s[0]) for s in stats)
+    assert [k for k, _ in published] == sorted(s[0] for s in stats)
     selections = fetch(db, "SELECT count(*) FROM voucher_selection WHERE run_id = %s", run_id)
     assert selections[0][0] > 0
     assert fetch(db, "SELECT count(*) FROM segment_rules WHERE run_id = %s", run_id)[0][0] == len(
@@ -111,13 +117,13 @@ def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_pa
 
     curated = read_lake(s3, stack.lake, f"curated/run_id={run_id}/")
     rejected = read_lake(s3, stack.lake, f"rejected/run_id={run_id}/")
-    for country, _, kept, n_rejected, by_reason in stats:
-        assert (curated.country == country).sum() == kept
-        mine = rejected[rejected.country == country]
+    for key, _, kept, n_rejected, by_reason in stats:
+        assert (curated.country_key == key).sum() == kept
+        mine = rejected[rejected.country_key == key]
         assert len(mine) == n_rejected
         assert mine.reason.value_counts().to_dict() == {k: v for k, v in by_reason.items() if v}
     assert set(curated.columns) >= {
-        "frequency",
+        "total_orders",
         "recency_days",
         "frequent_segment",
         "recency_segment",

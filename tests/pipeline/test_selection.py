@@ -9,17 +9,17 @@ def test_most_used_takes_the_most_rows_and_a_tie_goes_to_the_lower_amount():
     assert most_used(counts) == {("peru",): (2640.0, 5, 11), ("chile",): (10.0, 2, 2)}
 
 
-def tally_row(reason=None, amount=None, frequent=None, recency=None, rows=1, copies=None):
+def tally_row(reason=None, amount=None, frequent=None, recency=None, rows=1):
     return {
         "country_key": "peru", "country": "Peru", "reason": reason, "voucher_amount": amount,
-        "frequent_segment": frequent, "recency_segment": recency,
-        "rows": rows, "copies": rows if copies is None else copies,
+        "frequent_segment": frequent, "recency_segment": recency, "rows": rows,
     }  # fmt: skip
 
 
 def test_statistics_reconcile_and_each_segment_gets_its_own_selection():
     tallied = [
-        tally_row(amount=2640.0, frequent="0-4", recency="30-60", rows=3, copies=5),
+        tally_row(amount=2640.0, frequent="0-4", recency="30-60", rows=3),
+        tally_row(reason="duplicate_row", rows=2),
         tally_row(amount=4400.0, frequent="0-4", recency=None, rows=4),
         tally_row(amount=4400.0, frequent=None, recency="30-60", rows=1),
         tally_row(reason="missing_value", rows=2),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from chalicelib import rules
@@ -37,9 +39,19 @@ def frame(spark, *changes: dict, schema: T.StructType = REAL_SCHEMA):
     return spark.createDataFrame(rows, schema)
 
 
+def segment(df, countries=("peru",)):
+    """Every step of the job from the input frame to the segmented rows."""
+    scoped = t.select_in_scope(t.check_input(df), countries)
+    return t.assign_segments(t.classify(t.distinct_rows(scoped)))
+
+
 def classified(spark, *changes: dict, countries=("peru",), schema=REAL_SCHEMA):
-    df = t.check_input(frame(spark, *changes, schema=schema))
-    return t.assign_segments(t.classify(t.select_in_scope(df, countries)))
+    return segment(frame(spark, *changes, schema=schema), countries)
+
+
+def result_of(segmented, rows_read: int):
+    """The run's statistics and selections, from the outputs as the job counts them."""
+    return build_result(t.tally(t.kept_rows(segmented), t.rejected_rows(segmented)), rows_read)
 
 
 def reason_of(spark, change: dict, schema=REAL_SCHEMA) -> str | None:
@@ -111,7 +123,7 @@ def test_duplicates_keep_one_copy_and_the_copy_still_meets_the_other_rules(spark
     reasons = sorted(r["reason"] for r in rejected.collect())
     assert reasons == ["duplicate_row", "duplicate_row", "duplicate_row", "missing_value"]
     assert t.kept_rows(df).count() == 2
-    stats = build_result(t.tally(df), rows_read=6).countries[0]
+    stats = result_of(df, rows_read=6).countries[0]
     assert stats.rows_in == 6
     assert stats.rows_kept == 2
     assert stats.rejected_by_reason["duplicate_row"] == 3
@@ -126,16 +138,16 @@ def test_rows_differing_only_in_country_spelling_are_not_duplicates(spark):
 @pytest.mark.parametrize("spelling", ["Peru", "peru", "PERU", " Peru", "Peru  ", "\tpEru\n"])
 def test_country_is_matched_trimmed_and_case_blind(spark, spelling):
     df = classified(spark, {"country_code": spelling})
-    assert [r["country"] for r in df.collect()] == ["Peru"]
-    assert rules.country_key(spelling) == "peru"
+    assert [r["country_key"] for r in df.collect()] == ["peru"] == [rules.country_key(spelling)]
+    assert [c.country for c in result_of(df, rows_read=1).countries] == ["Peru"]
 
 
 def test_other_countries_are_out_of_scope_and_all_takes_every_named_one(spark):
     changes = [{"country_code": c} for c in ("Peru", "Perú", "Latvia", "", None, "  ")]
     assert classified(spark, *changes).count() == 1
     everything = classified(spark, *changes, countries=None)
-    assert sorted(r["country"] for r in everything.collect()) == ["Latvia", "Peru", "Perú"]
-    result = build_result(t.tally(everything), rows_read=len(changes))
+    result = result_of(everything, rows_read=len(changes))
+    assert [c.country for c in result.countries] == ["Latvia", "Peru", "Perú"]
     assert result.rows_out_of_scope == 3
 
 
@@ -158,7 +170,7 @@ def test_frequency_segment_bounds(spark, orders, segment):
     if orders == "0":  # zero orders never reaches segmentation: rule 4 rejects it
         assert rows == []
         return
-    assert rows[0]["frequency"] == int(orders)
+    assert rows[0]["total_orders"] == int(orders)
     assert rows[0]["frequent_segment"] == segment
 
 
@@ -265,7 +277,7 @@ def test_selection_is_the_most_used_amount_and_a_tie_goes_to_the_lower(spark):
         + [{"voucher_amount": 2640.0, "timestamp": f"2018-07-21 11:00:0{i}"} for i in range(2)]
         + [{"voucher_amount": 8800.0, "total_orders": "20", "timestamp": "2018-07-21 12:00:00"}]
     )
-    result = build_result(t.tally(classified(spark, *changes)), rows_read=len(changes))
+    result = result_of(classified(spark, *changes), rows_read=len(changes))
     chosen = {(s.segment_name, s.segment): s for s in result.selections}
     tie = chosen[("frequent_segment", "0-4")]
     assert (tie.voucher_amount, tie.voucher_rows, tie.segment_rows) == (2640.0, 2, 4)
@@ -277,26 +289,39 @@ def test_selection_is_the_most_used_amount_and_a_tie_goes_to_the_lower(spark):
 
 
 def test_counts_reconcile_for_every_country_on_generated_data(spark, tmp_path):
+    import pyarrow.parquet as pq
+
     from scripts.generate_data import write
 
     path = tmp_path / "sample.parquet.gzip"
     write(path, rows=20_000, seed=11)
-    raw = t.check_input(spark.read.parquet(str(path)))
-    segmented = t.assign_segments(t.classify(t.select_in_scope(raw, None)))
-    result = build_result(t.tally(segmented), rows_read=raw.count())
-    rejected = {
-        (r["country"], r["reason"]): r["count"]
-        for r in t.rejected_rows(segmented).groupBy("country", "reason").count().collect()
-    }
-    kept = {
-        r["country"]: r["count"]
-        for r in t.kept_rows(segmented).groupBy("country").count().collect()
-    }
-    assert result.rows_read == 20_000
-    assert result.rows_read == sum(c.rows_in for c in result.countries) + result.rows_out_of_scope
+    result = result_of(segment(spark.read.parquet(str(path)), countries=None), rows_read=20_000)
+    spellings = pq.read_table(path, columns=["country_code"]).column(0).to_pylist()
+    rows_in = Counter(rules.country_key(c) for c in spellings if c and c.strip(rules.WHITESPACE))
+    assert {c.country_key: c.rows_in for c in result.countries} == rows_in
+    assert result.rows_out_of_scope == 20_000 - sum(rows_in.values())
     for c in result.countries:
         assert c.rows_in == c.rows_kept + c.rows_rejected
-        assert kept[c.country] == c.rows_kept
-        for code, n in c.rejected_by_reason.items():
-            assert rejected.get((c.country, code), 0) == n
-    assert {code for (_, code) in rejected} == set(rules.REASON_CODES)
+    assert {code for c in result.countries for code, n in c.rejected_by_reason.items() if n} == set(
+        rules.REASON_CODES
+    )
+
+
+def test_a_hash_collision_never_makes_different_rows_duplicates(spark):
+    df = t.select_in_scope(
+        t.check_input(frame(spark, {}, {}, {"total_orders": "3.0"}, {"total_orders": "4.0"})),
+        ("peru",),
+    )
+    every_hash = df.select(F.xxhash64(*rules.INPUT_COLUMNS).alias("row_hash"))  # all "repeated"
+    groups = t.duplicate_groups(df, every_hash)
+    copies = sorted(r["copies"] for r in t.distinct_rows(df, every_hash, groups).collect())
+    assert copies == [1, 1, 2]
+    assert sorted(r["copies"] for r in t.distinct_rows(df).collect()) == copies
+
+
+def test_each_rejected_copy_is_one_output_row_the_first_with_its_own_reason(spark):
+    bad = {"voucher_amount": None}
+    rejected = t.rejected_rows(classified(spark, bad, bad, bad, {}, {})).collect()
+    assert sorted(r["reason"] for r in rejected) == ["duplicate_row"] * 3 + ["missing_value"]
+    assert {r["voucher_amount"] for r in rejected} == {None, "2640.0"}
+    assert {r["first_order_ts"] for r in rejected} == {"2018-01-05 00:00:00"}
