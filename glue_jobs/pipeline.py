@@ -54,7 +54,7 @@ def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
 
 def check_country_names(scoped: DataFrame, longest: int | None) -> None:
     """Fail, before anything is written, on a country name too long to name its lake folder."""
-    if longest is None or longest <= rules.MAX_COUNTRY_CHARS:
+    if (longest or 0) <= rules.MAX_COUNTRY_CHARS:
         return
     too_long = scoped.where(F.length("country_key") > rules.MAX_COUNTRY_CHARS)
     names = [r[0] for r in too_long.select(F.initcap("country_key")).distinct().limit(5).collect()]
@@ -68,6 +68,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     """Write the curated and rejected outputs, then count them into the run's statistics.
 
     Each pass scans the input again instead of caching it (memory stays flat at any size):
+    0. the rows read and the longest country name in scope (``country_code`` alone);
     1. the row hashes that repeat, and the exact duplicate groups behind them (both tiny);
     2. the curated output and 3. the rejected output, each row's rules evaluated once;
     4. the tally of what the two outputs hold, read back (narrow columns only).
@@ -78,14 +79,12 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     def scoped(seen: Observation | None = None) -> DataFrame:
         return t.select_in_scope(raw, country_keys, seen)
 
-    first_read = Observation("read")
-    repeated = t.repeated_hashes(scoped(first_read)).cache()
+    rows_read, longest_key = t.scope_summary(raw, country_keys).first()
+    log.info("read %s rows from %s", f"{rows_read:,}", options.source)
+    check_country_names(scoped(), longest_key)
+    repeated = t.repeated_hashes(scoped()).cache()
     groups = t.duplicate_groups(scoped(), repeated).cache()
     try:
-        repeated.count()
-        rows_read = first_read.get["rows"]
-        log.info("read %s rows from %s", f"{rows_read:,}", options.source)
-        check_country_names(scoped(), first_read.get["longest_key"])
         duplicated = groups.where(F.col("copies") > 1).count()
         log.info("found %s rows with exact duplicates", f"{duplicated:,}")
         read_again, counted = Observation("read again"), Observation("classified")

@@ -64,25 +64,32 @@ def country_key(name: str) -> Column:
     return F.lower(F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))"))
 
 
+def _in_scope(key: Column, country_keys: tuple[str, ...] | None) -> Column:
+    return key != "" if country_keys is None else key.isin(list(country_keys))
+
+
+def scope_summary(df: DataFrame, country_keys: tuple[str, ...] | None) -> DataFrame:
+    """One row: every row read (``rows``) and the length of the longest country key in scope
+    (``longest_key``), from the ``country_code`` column alone."""
+    key = country_key("country_code")
+    return df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.max(F.when(_in_scope(key, country_keys), F.length(key))).alias("longest_key"),
+    )
+
+
 def select_in_scope(
     df: DataFrame, country_keys: tuple[str, ...] | None, seen: Observation | None = None
 ) -> DataFrame:
     """Rows of the requested countries (``None``: every named country), with ``country_key``.
 
-    ``seen`` observes, before the scope filter, every row read (``rows``) and the length of the
-    longest country key in scope (``longest_key``). Observing there also keeps Spark from
-    computing each row's key twice, once for the filter and once for the column.
+    ``seen`` observes every row read (``rows``), before the scope filter. Observing there also
+    keeps Spark from computing each row's key twice, once for the filter and once for the column.
     """
     keyed = df.select(*rules.INPUT_COLUMNS, country_key("country_code").alias("country_key"))
-    key = F.col("country_key")
-    in_scope = key != "" if country_keys is None else key.isin(list(country_keys))
     if seen is not None:
-        keyed = keyed.observe(
-            seen,
-            F.count(F.lit(1)).alias("rows"),
-            F.max(F.when(in_scope, F.length(key))).alias("longest_key"),
-        )
-    return keyed.where(in_scope)
+        keyed = keyed.observe(seen, F.count(F.lit(1)).alias("rows"))
+    return keyed.where(_in_scope(F.col("country_key"), country_keys))
 
 
 #: What makes a row: its six input columns and the key of its country.

@@ -33,6 +33,9 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(tmp_path):
         assert engine["peak_rss_bytes"] > 10 * 2**20  # a Python process at least
     spark = result["engines"]["spark"]
     assert spark["session_s"] > 0 and spark["transform_s"] > 0
+    phases = spark["dedup_s"] + spark["write_s"] + spark["tally_s"]
+    assert min(spark["dedup_s"], spark["write_s"], spark["tally_s"]) > 0
+    assert abs(phases - spark["transform_s"]) < 1e-6
     assert spark["peak_rss_bytes"] > result["engines"]["arrow"]["peak_rss_bytes"]  # the JVM
     assert result["ours_over_floor"] > 0
     in_scope = sum(c["rows_in"] for c in spark["countries"].values())
