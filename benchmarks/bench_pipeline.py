@@ -50,7 +50,9 @@ def _work_spark(path: str, countries: str) -> dict:
     from glue_jobs.lake_io import Lake
     from glue_jobs.pipeline import JobOptions, configure, transform
     from glue_jobs.voucher_selection_job import local_session
+    from infra.local.settings import from_env
 
+    os.environ.setdefault("SPARK_CLASS_ARCHIVE", str(from_env().spark_class_archive))  # as runs do
     imported = time.perf_counter()
     spark = local_session()
     spark.sparkContext.setLogLevel("ERROR")

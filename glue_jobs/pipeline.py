@@ -52,12 +52,18 @@ def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
     return result_from_tally((row.asDict() for row in tallied.collect()), rows_read)
 
 
-def check_country_names(scoped: DataFrame, longest: int | None) -> None:
-    """Fail, before anything is written, on a country name too long to name its lake folder."""
-    if (longest or 0) <= rules.MAX_COUNTRY_CHARS:
+def check_country_names(scoped: DataFrame, widest: int | None) -> None:
+    """Fail, before anything is written, on a country name too long to name its lake folder.
+
+    ``widest`` is the most bytes any ``country_code`` has: a key has at most as many characters,
+    so the keys themselves are only looked at when some text is that long.
+    """
+    if (widest or 0) <= rules.MAX_COUNTRY_CHARS:
         return
     too_long = scoped.where(F.length("country_key") > rules.MAX_COUNTRY_CHARS)
     names = [r[0] for r in too_long.select(F.initcap("country_key")).distinct().limit(5).collect()]
+    if not names:
+        return
     raise t.InputError(
         f"country_code longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
         f" country name: {', '.join(shown(name) for name in sorted(names))}"
@@ -68,7 +74,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     """Write the curated and rejected outputs, then count them into the run's statistics.
 
     Each pass scans the input again instead of caching it (memory stays flat at any size):
-    0. the rows read and the longest country name in scope (``country_code`` alone);
+    0. the rows read and the widest ``country_code`` (that column alone, no row work);
     1. the row hashes that repeat, and the exact duplicate groups behind them (both tiny);
     2. the curated output and 3. the rejected output, each row's rules evaluated once;
     4. the tally of what the two outputs hold, read back (narrow columns only).
@@ -79,9 +85,9 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     def scoped(seen: Observation | None = None) -> DataFrame:
         return t.select_in_scope(raw, country_keys, seen)
 
-    rows_read, longest_key = t.scope_summary(raw, country_keys).first()
+    rows_read, widest = raw.agg(F.count(F.lit(1)), F.max(F.octet_length("country_code"))).first()
     log.info("read %s rows from %s", f"{rows_read:,}", options.source)
-    check_country_names(scoped(), longest_key)
+    check_country_names(scoped(), widest)
     repeated = t.repeated_hashes(scoped()).cache()
     groups = t.duplicate_groups(scoped(), repeated).cache()
     try:

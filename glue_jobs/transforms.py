@@ -64,20 +64,6 @@ def country_key(name: str) -> Column:
     return F.lower(F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))"))
 
 
-def _in_scope(key: Column, country_keys: tuple[str, ...] | None) -> Column:
-    return key != "" if country_keys is None else key.isin(list(country_keys))
-
-
-def scope_summary(df: DataFrame, country_keys: tuple[str, ...] | None) -> DataFrame:
-    """One row: every row read (``rows``) and the length of the longest country key in scope
-    (``longest_key``), from the ``country_code`` column alone."""
-    key = country_key("country_code")
-    return df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.max(F.when(_in_scope(key, country_keys), F.length(key))).alias("longest_key"),
-    )
-
-
 def select_in_scope(
     df: DataFrame, country_keys: tuple[str, ...] | None, seen: Observation | None = None
 ) -> DataFrame:
@@ -89,7 +75,8 @@ def select_in_scope(
     keyed = df.select(*rules.INPUT_COLUMNS, country_key("country_code").alias("country_key"))
     if seen is not None:
         keyed = keyed.observe(seen, F.count(F.lit(1)).alias("rows"))
-    return keyed.where(_in_scope(F.col("country_key"), country_keys))
+    key = F.col("country_key")
+    return keyed.where(key != "" if country_keys is None else key.isin(list(country_keys)))
 
 
 #: What makes a row: its six input columns and the key of its country.

@@ -17,6 +17,7 @@ from psycopg2 import sql
 from chalicelib.migrate import migrate
 from infra.local import postgres, stack
 from infra.local import s3 as local_s3
+from infra.local.settings import from_env
 
 #: Debian's Chromium, driven by Playwright's client (never ``playwright install``).
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -37,7 +38,9 @@ def spark():
     from glue_jobs.pipeline import configure
     from glue_jobs.voucher_selection_job import local_session
 
-    session = local_session()
+    with pytest.MonkeyPatch.context() as patch:  # started like the job's (``make up`` archives)
+        patch.setenv("SPARK_CLASS_ARCHIVE", str(from_env().spark_class_archive))
+        session = local_session()
     session.sparkContext.setLogLevel("ERROR")
     configure(session)
     yield session
@@ -71,6 +74,7 @@ def local_stack():
     with pytest.MonkeyPatch.context() as patch:
         for name, value in running.settings.aws_env().items():
             patch.setenv(name, value)
+        patch.setenv("SPARK_CLASS_ARCHIVE", str(running.settings.spark_class_archive))
         yield running
 
 

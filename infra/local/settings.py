@@ -77,7 +77,15 @@ class Settings:
             "UPLOAD_QUEUE": self.upload_queue,
             "JOB_LAUNCHER": "local",
             "JOB_LOG_DIR": str(self.state_dir / "runs"),
+            "SPARK_CLASS_ARCHIVE": str(self.spark_class_archive),
         }
+
+    @property
+    def spark_class_archive(self) -> Path:
+        """The JVM class-data archive local Spark sessions start from (``spark_classes``)."""
+        from infra.local.spark_classes import archive_path
+
+        return archive_path(self)
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:

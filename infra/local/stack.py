@@ -20,7 +20,7 @@ import psycopg2
 
 from chalicelib.db import redact
 from chalicelib.migrate import migrate
-from infra.local import events, moto, postgres, s3
+from infra.local import events, moto, postgres, s3, spark_classes
 from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings, from_env
 
@@ -108,6 +108,7 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
         provision(settings, echo)
+        _say(echo, "spark", spark_classes.ensure(settings), "JVM class archive (faster starts)")
     return Running(settings, {"aws": aws, "postgres": pg})
 
 

@@ -325,3 +325,31 @@ def test_each_rejected_copy_is_one_output_row_the_first_with_its_own_reason(spar
     assert sorted(r["reason"] for r in rejected) == ["duplicate_row"] * 3 + ["missing_value"]
     assert {r["voucher_amount"] for r in rejected} == {None, "2640.0"}
     assert {r["first_order_ts"] for r in rejected} == {"2018-01-05 00:00:00"}
+
+
+def test_a_run_fails_when_its_input_changes_while_it_reads_it(spark, tmp_path):
+    import logging
+
+    from glue_jobs.lake_io import Lake
+    from glue_jobs.pipeline import JobOptions, transform
+    from scripts.generate_data import write
+
+    source = tmp_path / "history.parquet"
+    write(source, rows=2_000, seed=1)
+
+    class OverwriteAfterTheFirstPass(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("found"):  # duplicates found: outputs come next
+                write(source, rows=1_500, seed=2)
+
+    job_log = logging.getLogger("voucher_selection")
+    handler, level = OverwriteAfterTheFirstPass(), job_log.level
+    job_log.addHandler(handler)
+    job_log.setLevel(logging.INFO)
+    options = JobOptions(str(source), "all", "changed", str(tmp_path / "c"), str(tmp_path / "r"))
+    try:
+        with Lake(spark) as lake, pytest.raises(t.InputError, match="changed while the run"):
+            transform(spark, lake, options)
+    finally:
+        job_log.removeHandler(handler)
+        job_log.setLevel(level)
