@@ -160,7 +160,37 @@ def test_env_defaults_are_local():
         "UPLOAD_QUEUE": "voucher-uploads",
         "JOB_LAUNCHER": "local",
         "JOB_LOG_DIR": str(conf.state_dir / "runs"),
+        "SPARK_CLASS_ARCHIVE": str(conf.spark_class_archive),
     }
+    assert conf.spark_class_archive.parent == conf.state_dir
+
+
+SESSION_PROBE = """
+from pathlib import Path
+from glue_jobs.voucher_selection_job import local_session
+spark = local_session()
+jvm = spark.sparkContext._gateway.proc.pid  # spark-submit execs the JVM: the same process
+print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", ""))
+print(Path(f"/proc/{jvm}/maps").read_text())
+"""
+
+
+def test_up_archives_spark_classes_and_local_sessions_map_them(local_stack):
+    archive = local_stack.settings.spark_class_archive
+    assert archive.is_file() and archive.stat().st_size > 10 * 2**20
+
+    def session_with(value: str) -> tuple[str, str]:
+        env = {**os.environ, "SPARK_CLASS_ARCHIVE": value}
+        out = subprocess.run([sys.executable, "-c", SESSION_PROBE], env=env, cwd=settings.REPO_ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        options, _, maps = out.partition("\n")
+        return options, maps
+
+    options, maps = session_with(str(archive))
+    assert f"-XX:SharedArchiveFile={archive}" in options
+    assert str(archive) in maps  # the JVM really mapped the archive
+    options, maps = session_with(str(archive.with_name("missing.jsa")))
+    assert "SharedArchiveFile" not in options and str(archive) not in maps
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ import pytest
 from chalicelib.api.store import default_store
 from infra.local import postgres
 from infra.local import s3 as local_s3
+from infra.local.serve import serving
 from tests.api.calls import SAMPLE, get, post
-from tests.api.conftest import chalice_local
+from tests.api.conftest import TEST_STAGE
 from tests.pipeline.test_job_end_to_end import fetch, run_job, sample_bytes, stack, upload  # noqa: F401
 from tests.reliability.test_api_attacks import call
 
@@ -93,7 +94,7 @@ def test_no_password_in_a_served_apis_output_while_its_database_fails(
     env = {**os.environ, "CACHE_TTL_SECONDS": "0",
            "DATABASE_URL": with_password(throwaway_server.url)}
     log = tmp_path / "server.log"
-    with chalice_local(env, log) as url:
+    with serving(env, log, TEST_STAGE) as url:
         answers = [call(url, "/voucher", SAMPLE), call(url, "/health")]
         postgres.stop(throwaway_server.data_dir)
         answers += [call(url, "/voucher", SAMPLE), call(url, "/health"), call(url, "/runs"),
