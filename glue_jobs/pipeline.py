@@ -73,7 +73,7 @@ def check_country_names(scoped: DataFrame, widest: int | None) -> None:
 def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunResult:
     """Write the curated and rejected outputs, then count them into the run's statistics.
 
-    Each pass scans the input again instead of caching it (memory stays flat at any size):
+    Each pass scans the input again instead of caching it (memory is bounded at any size):
     0. the rows read and the widest ``country_code`` (that column alone, no row work);
     1. the row hashes that repeat, and the exact duplicate groups behind them (both tiny);
     2. the curated output and 3. the rejected output, each row's rules evaluated once;

@@ -131,7 +131,7 @@ def distinct_rows(
 
 
 def _full_date(name: str) -> Column:
-    """Whether text column ``name`` starts with a whole date: a year, then two '-'.
+    """Whether text column ``name`` holds a whole date: a year before a first '-', then another.
 
     Spark's cast trims whitespace and reads every accepted shape, but it also reads a bare year
     ("2018"), a year and month ("2018-05") and a time of day alone ("10:00", as today).
@@ -168,7 +168,7 @@ _MICROS_PER_DAY = 86_400_000_000
 
 def _utc_day(ts: str) -> Column:
     """Days from 1970-01-01 to the UTC date of timestamp column ``ts``: whole-number arithmetic,
-    several times cheaper than ``to_date``, which builds a date object per row."""
+    cheaper than ``to_date``, which builds a java.time date per row (the session is in UTC)."""
     micros = f"unix_micros(`{ts}`)"
     return F.expr(f"({micros} - pmod({micros}, {_MICROS_PER_DAY})) div {_MICROS_PER_DAY}")
 

@@ -162,7 +162,7 @@ def test_env_defaults_are_local():
         "JOB_LOG_DIR": str(conf.state_dir / "runs"),
         "SPARK_CLASS_ARCHIVE": str(conf.spark_class_archive),
     }
-    assert conf.spark_class_archive.parent == conf.state_dir
+    assert conf.spark_class_archive.parent == settings.Settings().state_dir  # one per checkout
 
 
 SESSION_PROBE = """

@@ -85,7 +85,7 @@ class Settings:
         """The JVM class-data archive local Spark sessions start from (``spark_classes``)."""
         from infra.local.spark_classes import archive_path
 
-        return archive_path(self)
+        return archive_path()
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:

@@ -7,8 +7,9 @@ class loading: about 4 s of a 16 s run on the real history file. Local only: Glu
 JVMs. ``glue_jobs.voucher_selection_job.local_session`` uses the archive named by
 ``SPARK_CLASS_ARCHIVE`` when it exists; a stale one (another Java or PySpark) is ignored silently.
 
-The archive is made once per Java and PySpark install (about 20 s, 130 MB in the state folder):
-a child process runs the job's transform on a small sample and archives its classes at exit.
+The archive is made once per Java and PySpark install (about 30 s, 130 MB in the default state
+folder, shared by every stack of this checkout): a child process runs the job's transform on a
+small sample and archives its classes at exit.
 
     python -m infra.local.spark_classes    # make it if missing (``stack up`` does)
 """
@@ -23,12 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from infra.local.settings import REPO_ROOT, Settings, from_env
+from infra.local.settings import REPO_ROOT, Settings
 
 WARM_UP_TIMEOUT_S = 300
 
 
-def archive_path(settings: Settings) -> Path:
+def archive_path() -> Path:
     """The archive for this Java and this PySpark install (a new one when either changes)."""
     import pyspark
 
@@ -36,13 +37,12 @@ def archive_path(settings: Settings) -> Path:
     jars = Path(pyspark.__file__).parent / "jars"
     stamp = f"{java}:{java.stat().st_mtime if java.exists() else ''}:{jars}:{pyspark.__version__}"
     digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    return settings.state_dir / f"spark-classes-{digest}.jsa"
+    return Settings().state_dir / f"spark-classes-{digest}.jsa"
 
 
-def ensure(settings: Settings | None = None) -> str:
+def ensure() -> str:
     """Make the archive if it is missing; say what happened in a word or three."""
-    settings = settings or from_env()
-    target = archive_path(settings)
+    target = archive_path()
     if target.is_file():
         return "reused"
     target.parent.mkdir(parents=True, exist_ok=True)

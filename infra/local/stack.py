@@ -108,7 +108,7 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
         provision(settings, echo)
-        _say(echo, "spark", spark_classes.ensure(settings), "JVM class archive (faster starts)")
+        _say(echo, "spark", spark_classes.ensure(), "JVM class archive (faster starts)")
     return Running(settings, {"aws": aws, "postgres": pg})
 
 
