@@ -97,8 +97,7 @@ deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,s
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
 
-bench-pipeline: venv java ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
-	$(PY) -m infra.local.spark_classes
+bench-pipeline: venv java up ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
 	$(PY) -m benchmarks.bench_pipeline --write docs/benchmarks.md
 
 bench: bench-pipeline bench-api ## both benchmarks

@@ -27,18 +27,15 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg2
 
 from benchmarks import sql_per_request
-from benchmarks.report import machine, write_section
-from chalicelib.migrate import migrate
-from infra.local import postgres, stack
+from benchmarks.report import machine, throwaway_database, write_section
 from infra.local.serve import serving
-from infra.local.settings import from_env
 from tests.api import sample_runs
 from tests.api.calls import SAMPLE
 
@@ -110,25 +107,6 @@ def proxy_event(method: str, path: str, body: bytes | None = None,
         "body": None if body is None else body.decode(),
         "isBase64Encoded": False,
     }
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh migrated database on the local stack's server, holding a published run."""
-    admin = stack.admin_url(from_env())
-    name = f"voucher_bench_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(admin, name)
-    url = postgres.with_database(admin, name)
-    try:
-        conn = psycopg2.connect(url)
-        try:
-            migrate(conn)
-            sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
-        finally:
-            conn.close()
-        yield url
-    finally:
-        postgres.drop_database(admin, name)
 
 
 def timed(call: Callable[[object], int], items: list) -> dict:
@@ -283,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     criteria = proxy_event("GET", "/selection_criteria", query={"country": "Peru"})
     spec_sample = json.dumps({**SAMPLE, "timestamp": str(MOMENT)}).encode()
     sample = proxy_event("POST", "/voucher", spec_sample)
-    with bench_database() as url:
+    with throwaway_database(lambda conn: sample_runs.publish(conn, sample_runs.FIRST_RUN,
+                                                             sample_runs.FIRST)) as url:
         os.environ["DATABASE_URL"] = url
         report = {
             "command": COMMAND,

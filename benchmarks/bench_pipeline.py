@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.report import machine, write_section
+from benchmarks.report import machine, throwaway_database, write_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
@@ -46,9 +46,11 @@ LOAD_SAMPLES: list[float] = []
 
 
 def _work_spark(path: str, countries: str) -> dict:
+    """The job as ``make pipeline`` runs it (record the run, transform, publish to the database
+    in ``DATABASE_URL``), on the local file; every phase timed from the job's progress lines."""
     started = time.perf_counter()
-    from glue_jobs.lake_io import Lake
-    from glue_jobs.pipeline import JobOptions, configure, transform
+    from chalicelib.runs import new_run_id
+    from glue_jobs.pipeline import JobOptions, configure, run
     from glue_jobs.voucher_selection_job import local_session
     from infra.local.settings import from_env
 
@@ -58,29 +60,33 @@ def _work_spark(path: str, countries: str) -> dict:
     spark.sparkContext.setLogLevel("ERROR")
     configure(spark)
     session = time.perf_counter()
-    marks: dict[str, float] = {}  # the transform's progress lines: when each step ended
+    lines: list[tuple[str, float]] = []  # the job's progress lines, and when each was logged
 
-    class Marks(logging.Handler):
+    class Lines(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            marks.setdefault(record.msg.split()[0], time.perf_counter())
+            lines.append((record.msg, time.perf_counter()))
+
+    def at(start: str) -> float:
+        return next(when for msg, when in lines if msg.startswith(start))
 
     job_log = logging.getLogger("voucher_selection")
     job_log.setLevel(logging.INFO)
-    job_log.addHandler(Marks())
-    with tempfile.TemporaryDirectory(prefix="bench-lake-") as out, Lake(spark) as lake:
-        options = JobOptions(path, countries, "bench", f"{out}/curated", f"{out}/rejected")
-        result = transform(spark, lake, options)
-        done = time.perf_counter()
+    job_log.addHandler(Lines())
+    with tempfile.TemporaryDirectory(prefix="bench-lake-") as out:
+        options = JobOptions(path, countries, new_run_id(), f"{out}/curated", f"{out}/rejected")
+        result = run(spark, options).result
     spark.stop()
-    deduplicated, written = marks.get("found", session), marks.get("wrote", session)
+    recorded, counted, published = at("run %s started"), at("counted"), at("run %s published")
     return {
         "import_s": imported - started,
         "session_s": session - imported,
-        "transform_s": done - session,
-        "dedup_s": deduplicated - session,  # repeated row hashes, then their exact groups
-        "write_s": written - deduplicated,  # rules and segments, curated + rejected parquet
-        "tally_s": done - written,  # the two outputs read back and counted
-        "work_s": done - imported,
+        "record_s": recorded - session,  # the run's record in the database
+        "transform_s": counted - recorded,
+        "dedup_s": at("found") - recorded,  # rows read, repeated row hashes, their exact groups
+        "write_s": at("wrote") - at("found"),  # rules and segments, curated + rejected parquet
+        "tally_s": counted - at("wrote"),  # the two outputs read back and counted
+        "publish_s": published - counted,  # statistics and selections, one transaction
+        "work_s": published - imported,
         "countries": {
             c.country_key: {"rows_in": c.rows_in, "rows_kept": c.rows_kept,
                             "rejected_by_reason": dict(c.rejected_by_reason)}
@@ -151,13 +157,13 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(engine: str, path: Path, countries: str) -> dict:
+def measure(engine: str, path: Path, countries: str, env: dict[str, str]) -> dict:
     """One run of ``engine`` in a fresh subprocess: its own timings, process wall, peak tree RSS."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_pipeline", "--worker", engine,
          "--data", str(path), "--countries", countries],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     peak, ticks = 0, 0
     while proc.poll() is None:
@@ -213,7 +219,7 @@ def counts_match(spark: dict, pandas: dict) -> bool:
 
 
 def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, countries: str,
-          engines: tuple[str, ...] = ENGINES) -> list[dict]:  # fmt: skip
+          env: dict[str, str], engines: tuple[str, ...] = ENGINES) -> list[dict]:  # fmt: skip
     results = []
     for label, path in inputs_:
         rows = parquet_rows(path)
@@ -222,7 +228,7 @@ def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, coun
         for i in range(n):  # engines interleaved: each round sees the same machine load
             for engine in engines:
                 print(f"{label}: {engine} run {i + 1}/{n}", flush=True)
-                measured[engine].append(measure(engine, path, countries))
+                measured[engine].append(measure(engine, path, countries, env))
         entry = {"input": label, "path": str(path), "rows": rows,
                  "file_mb": path.stat().st_size / 1e6,
                  "engines": {e: summarise(r) for e, r in measured.items()}}  # fmt: skip
@@ -267,10 +273,11 @@ def markdown(report: dict) -> str:
         f"{report['single_run_from']:,} rows or more), each run a fresh subprocess, engines "
         "interleaved round by round.",
         "",
-        "- **ours**: `glue_jobs.pipeline.transform` in Spark local mode on the local file (the "
-        "whole job minus the database: find duplicates, classify, segment, write curated and "
-        "rejected parquet to a throwaway folder, count them). *session* = starting the "
-        "SparkSession (JVM included), *transform* = the rest;",
+        "- **ours**: the job as `make pipeline` runs it, `glue_jobs.pipeline.run` in Spark local "
+        "mode on the local file: *session* = starting the SparkSession (JVM included), *transform* "
+        "= find duplicates, classify, segment, write the curated and rejected parquet to a "
+        "throwaway folder and count them, *db* = record the run and publish its results in a "
+        "throwaway PostgreSQL database;",
         "- **pandas**: `benchmarks/pandas_baseline.py`, the usual public solution: read the whole "
         "file, clean, segment and group in memory (writes nothing);",
         "- **floor**: pyarrow reads the whole file and counts rows per country.",
@@ -288,7 +295,8 @@ def markdown(report: dict) -> str:
             label = {"spark": "ours", "pandas": "pandas", "arrow": "floor"}[name]
             work = f"{e['work_s']:.2f}"
             if name == "spark":
-                work += f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform)"
+                work += (f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform + "
+                         f"{e['record_s'] + e['publish_s']:.1f} db)")
             ratio = f"{r['ours_over_floor']:.1f}x" if name == "spark" and "ours_over_floor" in r \
                 else ""
             match = ("yes" if r["counts_match"] else "**no**") if name == "pandas" and \
@@ -307,9 +315,10 @@ def markdown(report: dict) -> str:
 def phases(spark: dict) -> str:
     if "dedup_s" not in spark:
         return ""
-    return (f"the transform is {spark['dedup_s']:.1f} s finding duplicates (repeated row hashes "
-            f"and their exact groups), {spark['write_s']:.1f} s applying the rules and writing the "
-            f"curated and rejected parquet, {spark['tally_s']:.1f} s counting the outputs; ")
+    return (f"the transform is {spark['dedup_s']:.1f} s reading and finding duplicates (repeated "
+            f"row hashes and their exact groups), {spark['write_s']:.1f} s applying the rules and "
+            f"writing the curated and rejected parquet, {spark['tally_s']:.1f} s counting the "
+            "outputs; ")
 
 
 def findings(results: list[dict]) -> list[str]:
@@ -325,7 +334,8 @@ def findings(results: list[dict]) -> list[str]:
         lines.append(
             f"- {r['input']} ({r['rows']:,} rows): ours {s['work_s']:.1f} s = session start "
             f"{s['session_s']:.1f} s "
-            f"({s['session_s'] / s['work_s']:.0%}) + transform {s['transform_s']:.1f} s, plus "
+            f"({s['session_s'] / s['work_s']:.0%}) + transform {s['transform_s']:.1f} s + "
+            f"{s['record_s']:.2f} s recording and {s['publish_s']:.2f} s publishing the run, plus "
             f"{s['process_s'] - s['work_s']:.1f} s of interpreter and imports; {phases(s)}"
             "pandas "
             f"{p['work_s']:.1f} s, floor {a['work_s']:.2f} s; "
@@ -399,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")),
                         help="runs per engine and input, the median is reported; env BENCH_RUNS")
     parser.add_argument("--single-run-from", type=int, default=int(
-        os.environ.get("BENCH_SINGLE_RUN_FROM", "10000000")),
-        help="inputs of this many rows or more are run once")
+        os.environ.get("BENCH_SINGLE_RUN_FROM", "100000000")),
+        help="inputs of this many rows or more are run once (default: none of the defaults)")
     parser.add_argument("--real", type=Path, default=REAL_FILE, help="the real history file")
     parser.add_argument("--no-real", action="store_true", help="leave the real file out")
     parser.add_argument("--countries", default=os.environ.get("BENCH_COUNTRIES", "all"))
@@ -425,8 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.replace("_", "").split(",") if s.strip()]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    results = bench(inputs(sizes, args.data_dir, None if args.no_real else args.real),
-                    args.runs, args.single_run_from, args.countries)
+    with throwaway_database() as url:  # where ours records and publishes its runs
+        results = bench(inputs(sizes, args.data_dir, None if args.no_real else args.real),
+                        args.runs, args.single_run_from, args.countries,
+                        env={**os.environ, "DATABASE_URL": url})
     report = {"command": args.command, "machine": spark_machine(), "countries": args.countries,
               "runs": args.runs, "single_run_from": args.single_run_from,
               "load_before": load_before, "load_after": os.getloadavg(),
