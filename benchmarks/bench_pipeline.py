@@ -296,7 +296,7 @@ def markdown(report: dict) -> str:
             work = f"{e['work_s']:.2f}"
             if name == "spark":
                 work += (f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform + "
-                         f"{e['record_s'] + e['publish_s']:.1f} db)")
+                         f"{e['record_s'] + e['publish_s']:.2f} db)")
             ratio = f"{r['ours_over_floor']:.1f}x" if name == "spark" and "ours_over_floor" in r \
                 else ""
             match = ("yes" if r["counts_match"] else "**no**") if name == "pandas" and \
