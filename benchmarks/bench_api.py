@@ -36,8 +36,8 @@ import psycopg2
 from benchmarks import sql_per_request
 from benchmarks.report import machine, throwaway_database, write_section
 from infra.local.serve import serving
-from tests.api import sample_runs
-from tests.api.calls import SAMPLE
+from tests import sample_runs
+from tests.helpers import SAMPLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## API"

@@ -1,23 +1,35 @@
-"""Shared fixtures: the real local stack (moto server over HTTP, PostgreSQL), a fresh database
-per session, and unique buckets per session. Nothing is mocked and the moto server is never reset
-(other test sessions may share it).
+"""The fixtures every test module shares: the real local stack (moto server over HTTP,
+PostgreSQL), a fresh database per session, unique buckets per session, a Spark session, the upload
+queue with its pump, the API in-process and under ``chalice local``, throwaway servers a test may
+stop, and headless Chromium. Nothing is mocked and the moto server is never reset (other test
+sessions may share it). Plain helpers are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg2
 import pytest
+from chalice.test import Client
 from psycopg2 import sql
 
+from chalicelib.api.store import default_store
 from chalicelib.migrate import migrate
-from infra.local import postgres, stack
+from glue_jobs import lake_io
+from infra.local import events, postgres
+from infra.local import moto as local_moto
 from infra.local import s3 as local_s3
-from infra.local.settings import from_env
+from infra.local import stack as local_services
+from infra.local.serve import serving
+from infra.local.settings import REPO_ROOT, from_env
+from tests import sample_runs
+
+#: A stage absent from .chalice/config.json: the tests' environment reaches the handlers as it is.
+TEST_STAGE = "test"
 
 #: Debian's Chromium, driven by Playwright's client (never ``playwright install``).
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -70,7 +82,7 @@ def local_stack():
 
     Yields a ``stack.Running`` with ``endpoint_url`` and ``admin_database_url``.
     """
-    running = stack.up()
+    running = local_services.up()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in running.settings.aws_env().items():
             patch.setenv(name, value)
@@ -141,3 +153,116 @@ def buckets(local_stack, s3):
         yield names
     for name in (names.raw, names.lake):
         local_s3.delete_bucket(s3, name)
+
+
+@pytest.fixture
+def stack(local_stack, database_url, buckets, db, spark):
+    """Everything a run of the job needs, with empty tables; the session's buckets."""
+    return buckets
+
+
+@pytest.fixture
+def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
+    """A queue of this test's own, notified by the session's raw bucket, and a pump on it that
+    invokes the very handler Lambda would (``on_upload``); the local launcher logs to tmp_path."""
+    settings = replace(
+        local_stack.settings,
+        raw_bucket=buckets.raw,
+        lake_bucket=buckets.lake,
+        upload_queue=f"uploads-{uuid.uuid4().hex[:8]}",
+        visibility_timeout_s=1,
+        max_receive_count=2,
+    )
+    events.ensure_upload_queue(settings)
+    for name, value in settings.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("JOB_LOG_DIR", str(tmp_path / "runs"))
+    from app import on_upload
+
+    pump = events.Pump(settings, on_upload, batch_size=10, wait_s=1)
+    while pump.poll_once():  # S3's s3:TestEvent for the new configuration: handled, starts nothing
+        pass
+    return pump
+
+
+@pytest.fixture
+def glue(uploads, spark, monkeypatch):
+    """The handler starts a Glue job of this test's own on the endpoint, which records job runs
+    but runs no script; ``glue.job_runs()`` lists the runs' arguments, oldest first."""
+    client = local_s3.client(uploads.sqs.meta.endpoint_url, "glue")
+    name = f"voucher-selection-{uuid.uuid4().hex[:8]}"
+    client.create_job(Name=name, Role="arn:aws:iam::123456789012:role/glue",
+                      Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})
+    monkeypatch.setenv("JOB_LAUNCHER", "glue")
+    monkeypatch.setenv("GLUE_JOB_NAME", name)
+    client.job_name = name
+    client.job_runs = lambda: [r["Arguments"] for r in client.get_job_runs(JobName=name)["JobRuns"]]
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_store(monkeypatch):
+    """Each test starts with no API container state; the cache checks on every request."""
+    monkeypatch.setenv("CACHE_TTL_SECONDS", "0")
+    default_store.cache_clear()
+    yield
+    default_store.cache_clear()
+
+
+@pytest.fixture
+def client(database_url):
+    """The Chalice app in-process (routes and event handlers), on the test database."""
+    from app import app
+
+    with Client(app, stage_name=TEST_STAGE, project_dir=str(REPO_ROOT)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def published(db):
+    """The first sample run published (Peru, Latvia, China); yields the database connection."""
+    sample_runs.publish(db, sample_runs.FIRST_RUN, sample_runs.FIRST)
+    return db
+
+
+@pytest.fixture(scope="session")
+def local_api(database_url, tmp_path_factory):
+    """The API under ``chalice local`` on the test database."""
+    log = tmp_path_factory.mktemp("chalice-local") / "server.log"
+    with serving({**os.environ, "CACHE_TTL_SECONDS": "0"}, log, TEST_STAGE) as url:
+        yield url
+
+
+@pytest.fixture
+def throwaway_server(monkeypatch):
+    """A PostgreSQL server of this test's own, published to and named by DATABASE_URL."""
+    with postgres.temporary() as server:
+        conn = psycopg2.connect(server.url)
+        try:
+            migrate(conn)
+            sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
+        finally:
+            conn.close()
+        monkeypatch.setenv("DATABASE_URL", server.url)
+        yield server
+
+
+@pytest.fixture
+def s3_client_cache():
+    """The job's S3 client is cached per process: a test pointing it elsewhere starts afresh."""
+    lake_io._s3.cache_clear()
+    yield
+    lake_io._s3.cache_clear()
+
+
+@pytest.fixture
+def throwaway_endpoint(tmp_path, s3_client_cache):
+    """A moto server of this test's own on a free port: ``(state_dir, port, url)``; stopped at
+    the end whatever the test did to it."""
+    state, port = tmp_path / "moto", postgres.free_port()
+    local_moto.start(state, port)
+    try:
+        yield state, port, local_moto.endpoint_url(port)
+    finally:
+        local_moto.stop(state)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The real history file, beside the repository (never copied into it); tests skip without it.
+REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 DUMMY_CREDENTIAL = "testing"

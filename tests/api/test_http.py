@@ -7,17 +7,8 @@ import urllib.request
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from tests.api.calls import SAMPLE
+from tests.helpers import CHECKS, SAMPLE, schema_of
 
 #: Per operation and generation mode; keeps `make test` quick while covering every route.
 MAX_EXAMPLES = 40
@@ -36,32 +27,12 @@ def test_the_spec_sample_over_http(local_api, published):
     assert isinstance(answer["voucher_amount"], int)
 
 
-def schema_of(api_url: str, max_examples: int):
-    """The API's OpenAPI document as schemathesis tests it: valid and invalid input."""
-    schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
-    schema.config.generation.update(
-        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=max_examples,
-        deterministic=True,
-    )
-    # chalice local's http.server answers 501 to methods it has no handler for (TRACE, QUERY);
-    # API Gateway never forwards those to the Lambda, so they say nothing about the API.
-    schema.config.phases.coverage.unexpected_methods = {"get", "put", "post", "delete", "patch",
-                                                        "options"}
-    return schema
-
-
 @pytest.fixture
 def api_schema(local_api, published):
     return schema_of(local_api, MAX_EXAMPLES)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-#: What every answer must satisfy: no 5xx; status, content type, headers and body as documented;
-#: invalid input refused.
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance, negative_data_rejection]
 
 
 @schema.parametrize()

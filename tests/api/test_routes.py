@@ -15,9 +15,9 @@ from openapi_spec_validator import validate
 from app import app
 from chalicelib.api.request import TIMESTAMP_PATTERN
 from chalicelib.rules import SEGMENT_RULES
-from tests.api import sample_runs
-from tests.api.calls import SAMPLE, assert_error, get, post
-from tests.api.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK
+from tests import sample_runs
+from tests.helpers import SAMPLE, assert_error, get, post, table_counts
+from tests.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK
 
 VOUCHER_DAY = date(2018, 12, 1)
 def days_ago(days: int) -> str:
@@ -164,17 +164,6 @@ def test_a_form_or_text_body_gets_the_json_error_not_a_415(client, published):
 
 INJECTIONS = ["Peru'; DROP TABLE voucher_selection; --", "' OR '1'='1",
               "peru\"); DELETE FROM published_country; --", "1; TRUNCATE runs CASCADE"]
-
-
-def table_counts(conn) -> dict[str, int]:
-    tables = ("runs", "run_country_stats", "segment_rules", "voucher_selection",
-              "country_fallback", "published_country")
-    with conn, conn.cursor() as cur:
-        counts = {}
-        for table in tables:
-            cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - constant names
-            counts[table] = cur.fetchone()[0]
-    return counts
 
 
 @pytest.mark.parametrize("injection", INJECTIONS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import runs
-from tests.api import sample_runs
-from tests.api.calls import assert_error, get
+from tests import sample_runs
+from tests.helpers import assert_error, get
 
 
 @pytest.fixture

@@ -5,71 +5,17 @@ from __future__ import annotations
 import io
 from collections import Counter
 from pathlib import Path
-from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from chalicelib import rules
-from chalicelib.runs import new_run_id
-from glue_jobs import voucher_selection_job
 from glue_jobs.transforms import InputError
 from infra.local import pipeline as local_pipeline
+from infra.local.settings import REAL_FILE
 from scripts.generate_data import write
-
-REAL_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "voucher_history.parquet.gzip"
-
-
-@pytest.fixture
-def stack(local_stack, database_url, buckets, db, spark):
-    """Everything a run needs, with empty tables."""
-    return buckets
-
-
-def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
-    run_id = run_id or new_run_id()
-    voucher_selection_job.main([
-        "job",
-        "--source", source,
-        "--countries", countries,
-        "--run_id", run_id,
-        "--curated_location", f"s3://{buckets.lake}/curated/",
-        "--rejected_location", f"s3://{buckets.lake}/rejected/",
-    ])  # fmt: skip
-    return run_id
-
-
-def upload(s3, buckets, key: str, body: bytes) -> str:
-    s3.put_object(Bucket=buckets.raw, Key=key, Body=body)
-    return f"s3://{buckets.raw}/{key}"
-
-
-def sample_bytes(tmp_path, rows=20_000, seed=3) -> bytes:
-    path = tmp_path / f"sample_{rows}_{seed}.parquet.gzip"
-    write(path, rows=rows, seed=seed)
-    return path.read_bytes()
-
-
-def fetch(db, sql: str, *params):
-    with db.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-
-def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
-    """Every parquet object under a prefix, read back through the endpoint."""
-    keys = [
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for o in page.get("Contents", [])
-    ]
-    frames = []
-    for key in keys:
-        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-        country_key = unquote(key.split("country_key=")[1].split("/")[0])  # as Spark escaped it
-        frames.append(table.to_pandas().assign(country_key=country_key))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+from tests.helpers import fetch, read_lake, run_job, sample_bytes, upload
 
 
 def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_path):

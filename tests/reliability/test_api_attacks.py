@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -18,10 +16,8 @@ import pytest
 import schemathesis
 
 from chalicelib.api.request import MAX_BODY_BYTES
-from tests.api import sample_runs
-from tests.api.calls import SAMPLE, get, post
-from tests.api.test_http import CHECKS, schema_of
-from tests.api.test_routes import table_counts
+from tests import sample_runs
+from tests.helpers import CHECKS, SAMPLE, call, get, post, schema_of, table_counts
 
 FIELDS = ["customer_id", "country_code", "segment_name", "total_orders", "last_order_ts",
           "first_order_ts", "timestamp", "strict"]
@@ -118,17 +114,6 @@ def one_amount_run(run_id: str, amount: float):
     countries = [(key, key.title(), dict.fromkeys(sample_runs.PERU, amount), amount, 1000)
                  for key in ("peru", "latvia", "china")]
     return run_id, sample_runs.run_result(*countries)
-
-
-def call(url: str, path: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as error:  # an answer all the same, checked by the caller
-        return {"status": error.code, "body": error.read().decode()}
 
 
 def amounts_and_runs(answer: dict) -> tuple[set, set]:

@@ -14,9 +14,8 @@ import pytest
 
 from glue_jobs import pipeline
 from infra.local import postgres
-from tests.api import sample_runs
-from tests.api.calls import SAMPLE, get, post
-from tests.pipeline.test_job_end_to_end import run_job, sample_bytes, upload
+from tests import sample_runs
+from tests.helpers import SAMPLE, get, post, run_job, sample_bytes, upload
 
 
 def fetch(url: str, sql: str, *params) -> list[tuple]:

@@ -12,8 +12,7 @@ import pytest
 from glue_jobs.transforms import InputError
 from infra.local import moto as local_moto
 from infra.local import s3 as local_s3
-from tests.events.test_uploads import pump_until, runs_of, sample, uploads  # noqa: F401
-from tests.pipeline.test_job_end_to_end import fetch, run_job, sample_bytes
+from tests.helpers import fetch, pump_until, run_job, runs_of, sample_bytes
 
 
 def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
@@ -36,7 +35,7 @@ def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
 
 
 def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
-    uploads, s3, buckets, db, tmp_path, throwaway_endpoint, monkeypatch  # noqa: F811
+    uploads, s3, buckets, db, tmp_path, throwaway_endpoint, monkeypatch
 ):
     state, port, url = throwaway_endpoint
     monkeypatch.setenv("JOB_LAUNCHER", "glue")
@@ -45,7 +44,7 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
     local_moto.stop(state)
 
     s3.put_object(Bucket=buckets.raw, Key="incoming/later.parquet",
-                  Body=sample(tmp_path, seed=8, rows=300))
+                  Body=sample_bytes(tmp_path, rows=300, seed=8))
     assert uploads.poll_once() == 0  # the handler failed: the message was not deleted
     [(_, status, error)] = runs_of(db, "incoming/later.parquet")
     assert status == "failed"

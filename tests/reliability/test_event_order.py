@@ -7,26 +7,7 @@ then plays Glue: it runs each recorded job run here, with its arguments, in the 
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
-
-from infra.local import s3 as local_s3
-from tests.events.test_uploads import published, pump_until, runs_of, sample, uploads  # noqa: F401
-from tests.pipeline.test_job_end_to_end import run_job
-
-
-@pytest.fixture
-def glue(uploads, spark, monkeypatch):  # noqa: F811
-    """The handler starts a Glue job of this test's own; ``glue.job_runs()`` lists its runs."""
-    client = local_s3.client(uploads.sqs.meta.endpoint_url, "glue")
-    name = f"voucher-selection-{uuid.uuid4().hex[:8]}"
-    client.create_job(Name=name, Role="arn:aws:iam::123456789012:role/glue",
-                      Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})
-    monkeypatch.setenv("JOB_LAUNCHER", "glue")
-    monkeypatch.setenv("GLUE_JOB_NAME", name)
-    client.job_runs = lambda: [r["Arguments"] for r in client.get_job_runs(JobName=name)["JobRuns"]]
-    return client
+from tests.helpers import pump_until, put, run_job, runs_of, sample_bytes, served
 
 
 def play(buckets, arguments: dict) -> None:
@@ -62,16 +43,12 @@ def runs_by_etag(db, key: str) -> dict[str, list[tuple]]:
     return by_etag
 
 
-def put(s3, buckets, key: str, body: bytes) -> str:
-    return s3.put_object(Bucket=buckets.raw, Key=key, Body=body)["ETag"].strip('"')
-
-
 def test_events_out_of_order_and_replayed_make_one_run_of_the_newest_version(
-    uploads, glue, s3, buckets, db, tmp_path  # noqa: F811
+    uploads, glue, s3, buckets, db, tmp_path
 ):
     key = "incoming/overwritten.parquet"
-    put(s3, buckets, key, sample(tmp_path, 21, rows=400))
-    v2 = put(s3, buckets, key, sample(tmp_path, 22, rows=300))
+    put(s3, buckets, key, sample_bytes(tmp_path, rows=400, seed=21))
+    v2 = put(s3, buckets, key, sample_bytes(tmp_path, rows=300, seed=22))
     first, second = take_messages(uploads, 2)
     deliver(uploads, [second, first])  # the newer version's event arrives first
 
@@ -79,7 +56,7 @@ def test_events_out_of_order_and_replayed_make_one_run_of_the_newest_version(
     play(buckets, arguments)
     assert runs_by_etag(db, key) == {v2: [("succeeded", None)]}
     [(run_id, _, _)] = runs_of(db, key)
-    assert published(db) == {"peru": run_id}
+    assert served(db) == {"peru": run_id}
 
     deliver(uploads, [first, second, second])  # replays, after success
     assert len(glue.job_runs()) == 1
@@ -87,19 +64,19 @@ def test_events_out_of_order_and_replayed_make_one_run_of_the_newest_version(
 
 
 def test_an_object_overwritten_before_its_run_starts_is_not_read_in_its_name(
-    uploads, glue, s3, buckets, db, tmp_path  # noqa: F811
+    uploads, glue, s3, buckets, db, tmp_path
 ):
     key = "incoming/replaced.parquet"
-    v1 = put(s3, buckets, key, sample(tmp_path, 23, rows=400))
+    v1 = put(s3, buckets, key, sample_bytes(tmp_path, rows=400, seed=23))
     deliver(uploads, take_messages(uploads, 1))
-    v2 = put(s3, buckets, key, sample(tmp_path, 24, rows=300))  # before v1's run starts
+    v2 = put(s3, buckets, key, sample_bytes(tmp_path, rows=300, seed=24))  # before v1's run starts
     [second] = take_messages(uploads, 1)
 
     [v1_run] = glue.job_runs()
     play(buckets, v1_run)  # it finds v2 at the key: it must not process v2 as v1
     [(status, error)] = runs_by_etag(db, key)[v1]
     assert status == "failed" and f"ETag {v1}" in error and f"ETag {v2}" in error
-    assert published(db) == {}
+    assert served(db) == {}
 
     deliver(uploads, [second])
     play(buckets, glue.job_runs()[1])

@@ -15,8 +15,7 @@ import pytest
 
 from chalicelib import rules
 from scripts.generate_data import generate
-from tests.api.calls import post
-from tests.pipeline.test_job_end_to_end import fetch, run_job, stack, upload  # noqa: F401
+from tests.helpers import fetch, post, run_job, upload
 
 
 def parquet(table: pa.Table, **options) -> bytes:
@@ -80,7 +79,7 @@ def lake_objects(s3, bucket: str, run_id: str) -> list[str]:
     ids=["truncated", "zero-bytes", "corrupt-pages", "timestamps-as-int", "country-too-long"],
 )
 def test_a_broken_file_fails_its_run_naming_the_problem_and_publishes_nothing(
-    stack, published, s3, make, message  # noqa: F811
+    stack, published, s3, make, message
 ):
     before = served(published)
     source = upload(s3, stack, "incoming/broken.parquet", make())
@@ -95,7 +94,7 @@ def test_a_broken_file_fails_its_run_naming_the_problem_and_publishes_nothing(
     assert lake_objects(s3, stack.lake, "run-broken") == []
 
 
-def test_a_file_with_no_rows_is_processed_and_publishes_nothing(stack, published, s3):  # noqa: F811
+def test_a_file_with_no_rows_is_processed_and_publishes_nothing(stack, published, s3):
     before = served(published)
     empty = parquet(generate(50, seed=1).slice(0, 0))  # the real schema, zero rows
     run_job(stack, upload(s3, stack, "incoming/empty.parquet", empty), run_id="run-empty")
@@ -142,7 +141,7 @@ def quirky_file() -> bytes:
 
 
 def test_odd_but_valid_shapes_unicode_long_names_and_extreme_numbers_are_processed_per_spec(
-    stack, published, s3, client  # noqa: F811
+    stack, published, s3, client
 ):
     run_id = run_job(stack, upload(s3, stack, "incoming/quirky.parquet", quirky_file()),
                      countries="all")

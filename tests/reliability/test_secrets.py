@@ -19,10 +19,8 @@ from chalicelib.api.store import default_store
 from infra.local import postgres
 from infra.local import s3 as local_s3
 from infra.local.serve import serving
-from tests.api.calls import SAMPLE, get, post
-from tests.api.conftest import TEST_STAGE
-from tests.pipeline.test_job_end_to_end import fetch, run_job, sample_bytes, stack, upload  # noqa: F401
-from tests.reliability.test_api_attacks import call
+from tests.conftest import TEST_STAGE
+from tests.helpers import SAMPLE, call, fetch, get, post, run_job, sample_bytes, upload
 
 SECRET = f"Zq{uuid.uuid4().hex[:12]}"  # what must never be seen
 PASSWORD = f"{SECRET}%40:x"  # as a URL carries it: '@' percent-encoded, a ':' inside
@@ -64,7 +62,7 @@ def failure(call_it) -> str:
 
 
 def test_no_password_from_database_url_in_job_logs_errors_or_run_records(
-    stack, db, s3, database_url, client, monkeypatch, seen, tmp_path  # noqa: F811
+    stack, db, s3, database_url, client, monkeypatch, seen, tmp_path
 ):
     monkeypatch.setenv("DATABASE_URL", with_password(database_url))
     good = upload(s3, stack, "incoming/secret-good.parquet", sample_bytes(tmp_path, rows=500))
@@ -106,7 +104,7 @@ def test_no_password_in_a_served_apis_output_while_its_database_fails(
 
 
 def test_no_secret_value_from_secrets_manager_in_job_logs_or_api_answers(
-    stack, db, s3, database_url, local_stack, client, monkeypatch, seen, tmp_path  # noqa: F811
+    stack, db, s3, database_url, local_stack, client, monkeypatch, seen, tmp_path
 ):
     secrets = local_s3.client(local_stack.endpoint_url, "secretsmanager")
     arn = secrets.create_secret(Name=f"voucher-db-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(

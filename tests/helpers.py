@@ -1,0 +1,211 @@
+"""Helpers the test modules share: runs of the job, uploads and the queue pump, API calls, and the
+database's view of runs. Fixtures live in ``tests/conftest.py``; nothing here is a fixture."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pyarrow.parquet as pq
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from chalicelib.runs import new_run_id
+from glue_jobs import voucher_selection_job
+from scripts.generate_data import write
+
+#: The SPEC's sample request.
+SAMPLE = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00",
+          "first_order_ts": "2017-05-03 00:00:00", "total_orders": 15,
+          "segment_name": "recency_segment"}
+RESULT_TABLES = ("runs", "run_country_stats", "segment_rules", "voucher_selection",
+                 "country_fallback", "published_country")
+
+
+# ------------------------------------------------------------------------------- the API in-process
+
+
+def post(client, body, path: str = "/voucher") -> tuple[int, dict]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.http.post(path, headers={"Content-Type": "application/json"}, body=raw)
+    return response.status_code, json.loads(response.body)
+
+
+def get(client, path: str) -> tuple[int, dict]:
+    response = client.http.get(path)
+    assert response.headers["Content-Type"] == "application/json"
+    return response.status_code, json.loads(response.body)
+
+
+def assert_error(status_body, status: int, code: str, field: str | None):
+    got_status, body = status_body
+    assert (got_status, body) == (status, {"error": {"code": code, "field": field,
+                                                      "message": body["error"]["message"]}})
+    assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
+
+
+def call(url: str, path: str, body: dict | None = None) -> dict:
+    """The API over HTTP; an error answer comes back as ``{"status", "body"}``."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:  # an answer all the same, checked by the caller
+        return {"status": error.code, "body": error.read().decode()}
+
+
+def schema_of(api_url: str, max_examples: int):
+    """The API's OpenAPI document as schemathesis tests it: valid and invalid input."""
+    schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
+    schema.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=max_examples,
+        deterministic=True,
+    )
+    # chalice local's http.server answers 501 to methods it has no handler for (TRACE, QUERY);
+    # API Gateway never forwards those to the Lambda, so they say nothing about the API.
+    schema.config.phases.coverage.unexpected_methods = {"get", "put", "post", "delete", "patch",
+                                                        "options"}
+    return schema
+
+
+#: What every answer must satisfy: no 5xx; status, content type, headers and body as documented;
+#: invalid input refused.
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance, negative_data_rejection]
+
+
+# --------------------------------------------------------------------------- input files and runs
+
+
+def sample_bytes(tmp_path: Path, rows: int = 20_000, seed: int = 3) -> bytes:
+    """A generated history file's bytes (the real file's schema and quirks)."""
+    path = tmp_path / f"sample_{rows}_{seed}.parquet.gzip"
+    write(path, rows=rows, seed=seed)
+    return path.read_bytes()
+
+
+def upload(s3, buckets, key: str, body: bytes) -> str:
+    """Put ``body`` at ``key`` of the raw bucket; return its ``s3://`` URI."""
+    s3.put_object(Bucket=buckets.raw, Key=key, Body=body)
+    return f"s3://{buckets.raw}/{key}"
+
+
+def put(s3, buckets, key: str, body: bytes) -> str:
+    """Put ``body`` at ``key`` of the raw bucket; return its ETag."""
+    return s3.put_object(Bucket=buckets.raw, Key=key, Body=body)["ETag"].strip('"')
+
+
+def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
+    """The Glue entry in this process, as ``make pipeline`` runs it; return the run id."""
+    run_id = run_id or new_run_id()
+    voucher_selection_job.main([
+        "job",
+        "--source", source,
+        "--countries", countries,
+        "--run_id", run_id,
+        "--curated_location", f"s3://{buckets.lake}/curated/",
+        "--rejected_location", f"s3://{buckets.lake}/rejected/",
+    ])  # fmt: skip
+    return run_id
+
+
+def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
+    """Every parquet object under a prefix, read back through the endpoint."""
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+    frames = []
+    for key in keys:
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+        country_key = unquote(key.split("country_key=")[1].split("/")[0])  # as Spark escaped it
+        frames.append(table.to_pandas().assign(country_key=country_key))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ------------------------------------------------------------------------- the database's view
+
+
+def fetch(db, sql: str, *params) -> list[tuple]:
+    with db.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def served(db) -> dict[str, str]:
+    """Which run serves each country (a fresh snapshot)."""
+    db.rollback()
+    return dict(fetch(db, "SELECT country_key, run_id FROM published_country"))
+
+
+def runs_of(db, key: str) -> list[tuple]:
+    """``(run_id, status, error)`` of the runs of a source key, oldest first."""
+    db.rollback()
+    return fetch(db, "SELECT run_id, status, error FROM runs WHERE source_key = %s"
+                     " ORDER BY created_at", key)  # fmt: skip
+
+
+def wait_finished(db, key: str, timeout_s: float = 240) -> list[tuple]:
+    """The runs of ``key`` once none is waiting, queued or running any more."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = runs_of(db, key)
+        if found and all(status in ("succeeded", "failed") for _, status, _ in found):
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"runs of {key} still unfinished: {runs_of(db, key)}")
+
+
+def table_counts(conn) -> dict[str, int]:
+    with conn, conn.cursor() as cur:
+        counts = {}
+        for table in RESULT_TABLES:
+            cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - constant names
+            counts[table] = cur.fetchone()[0]
+    return counts
+
+
+# ------------------------------------------------------------------------------ the upload queue
+
+
+def pump_until(pump, count: int, timeout_s: float = 30) -> int:
+    """Poll until ``count`` messages were handled; return how many were."""
+    handled, deadline = 0, time.monotonic() + timeout_s
+    while handled < count and time.monotonic() < deadline:
+        handled += pump.poll_once()
+    return handled
+
+
+def notification(key: str, event: str = "ObjectCreated:Put", size: int = 10) -> str:
+    """An S3 notification body as S3 sends it to SQS."""
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": event,
+                    "eventTime": "2026-11-24T08:00:00.123Z",
+                    "s3": {
+                        "bucket": {"name": "voucher-raw"},
+                        "object": {"key": key, "size": size, "eTag": "abc"},
+                    },
+                }
+            ]
+        }
+    )
