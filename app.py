@@ -4,8 +4,8 @@ import os
 
 from chalice import Chalice
 
+from chalicelib import job_events, uploads
 from chalicelib import migrate as migrations
-from chalicelib import uploads
 from chalicelib.api import handlers
 
 app = Chalice(app_name="voucher-selection")
@@ -54,6 +54,11 @@ def openapi():
 @app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
 def on_upload(event):
     uploads.handle(event)
+
+
+@app.on_cw_event(job_events.pattern(os.environ.get("GLUE_JOB_NAME", "voucher-selection")))
+def on_job_state(event):
+    job_events.handle(event.detail)
 
 
 @app.lambda_function(name="migrate")

@@ -52,6 +52,16 @@ def connect(statement_timeout_ms: int | None = None, application_name: str = "vo
     )
 
 
+def with_connection(step, *args, application_name: str = "voucher-selection-job"):
+    """``step(connection, *args)`` on a connection of its own, closed afterwards: a job may run
+    for hours, and the database may restart (or fail over) meanwhile without failing it."""
+    conn = connect(application_name=application_name)
+    try:
+        return step(conn, *args)
+    finally:
+        conn.close()
+
+
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
 

@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 
 from chalicelib import rules
 from explore.inputs import stored_schema
+from glue_jobs import lake_io
 from glue_jobs import transforms as t
 from glue_jobs.lake_io import Lake
 from glue_jobs.pipeline import build_result
@@ -86,7 +87,7 @@ def profile(spark: SparkSession, source: str) -> dict:
     """Every number of the report for ``source`` (a local path or ``s3://`` URI), JSON-ready."""
     stored = stored_schema(source)
     with Lake(spark) as lake:
-        raw = t.check_input(lake.read_parquet(source))
+        raw = t.check_input(lake.read_parquet(lake_io.describe(source)))
         rows_read = raw.count()
         quality = _quality(raw)
         segmented = t.assign_segments(t.classify(t.distinct_rows(t.select_in_scope(raw, None))))

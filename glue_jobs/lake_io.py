@@ -11,18 +11,14 @@ import functools
 import hashlib
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 
-from chalicelib.runs import Source
-from glue_jobs.transforms import InputError
-
-_IGNORED_PREFIXES = ("_", ".")  # Spark/Hadoop markers such as _SUCCESS and .crc files
+from chalicelib import sources
+from chalicelib.sources import Described, InputError, is_s3, split_s3
 
 
 @functools.cache
@@ -32,68 +28,9 @@ def _s3():
     return boto3.client("s3")
 
 
-def split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith(("s3://", "s3a://"))
-
-
-def _objects(bucket: str, prefix: str) -> list[dict]:
-    """Data objects under a prefix (markers and zero-byte folder keys skipped), sorted by key."""
-    pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(
-        (
-            obj
-            for page in pages
-            for obj in page.get("Contents", [])
-            if obj["Size"] > 0 and not Path(obj["Key"]).name.startswith(_IGNORED_PREFIXES)
-        ),
-        key=lambda obj: obj["Key"],
-    )
-
-
-def _source_objects(uri: str) -> list[dict]:
-    bucket, key = split_s3(uri)
-    if key.endswith("/") or not key:
-        objects = _objects(bucket, key)
-        if not objects:
-            raise InputError(f"no parquet object under {uri}")
-        return objects
-    try:
-        head = _s3().head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # botocore's ClientError; its message says 404 or 403
-        raise InputError(f"cannot read {uri}: {exc}") from exc
-    return [
-        {"Key": key, "ETag": head["ETag"], "Size": head["ContentLength"],
-         "LastModified": head["LastModified"]}
-    ]  # fmt: skip
-
-
-def describe_source(uri: str) -> Source:
-    """The run record's view of the input: bucket, key (or prefix) and ETag.
-
-    A prefix's ETag is a digest of its objects' keys and ETags, so any change makes a new one.
-    An input that cannot be found has no ETag; reading it then fails the run with the reason.
-    """
-    if not is_s3(uri):
-        path = Path(uri).resolve()
-        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else None
-        return Source(bucket=None, key=str(path), modified_at=modified)
-    bucket, key = split_s3(uri)
-    try:
-        objects = _source_objects(uri)
-    except InputError:
-        return Source(bucket, key)
-    modified = max(o["LastModified"] for o in objects)
-    if len(objects) == 1 and objects[0]["Key"] == key:
-        return Source(bucket, key, objects[0]["ETag"].strip('"'), modified)
-    digest = hashlib.md5(
-        "\n".join(f"{o['Key']} {o['ETag']}" for o in objects).encode(), usedforsecurity=False
-    )
-    return Source(bucket, key, f"prefix-{digest.hexdigest()}-{len(objects)}", modified)
+def describe(uri: str) -> Described:
+    """The run's input at ``uri`` (``chalicelib.sources.describe``), through this job's client."""
+    return sources.describe(uri, _s3() if is_s3(uri) else None)
 
 
 class Lake:
@@ -110,15 +47,17 @@ class Lake:
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self._staging, ignore_errors=True)
 
-    def read_parquet(self, uri: str) -> DataFrame:
-        """The input as a DataFrame; unreadable parquet is an :class:`InputError`."""
-        path = uri if self.native_s3 or not is_s3(uri) else self._download(uri)
+    def read_parquet(self, inputs: Described) -> DataFrame:
+        """Exactly the described objects as one DataFrame; unreadable parquet is an
+        :class:`InputError` naming the input (and the file, within a dataset)."""
+        local = self.native_s3 or inputs.source.bucket is None
+        paths = inputs.uris() if local else self._download(inputs)
         try:
-            return self.spark.read.parquet(path)
+            return self.spark.read.parquet(*paths)
         except (PySparkException, Py4JJavaError) as exc:
-            raise InputError(
-                f"{uri} is not a readable parquet file or folder: {cause_text(exc)}"
-            ) from exc
+            name = _name(inputs)
+            raise InputError(f"{name} is not a readable parquet file or folder: {cause_text(exc)}"
+                             ) from exc
 
     def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> str:
         """Write ``df`` under ``uri``, replacing only the partitions it holds (reruns are safe).
@@ -142,24 +81,36 @@ class Lake:
             return None
         return self.spark.read.parquet(location)
 
-    def _download(self, uri: str) -> str:
-        bucket, _ = split_s3(uri)
+    def _download(self, inputs: Described) -> list[str]:
+        """Stage the described objects in a local folder, each checked to be parquet."""
         folder = self._staging / "in"
         folder.mkdir(parents=True, exist_ok=True)
-        for n, obj in enumerate(_source_objects(uri)):
-            _s3().download_file(bucket, obj["Key"], str(folder / f"part-{n:05d}.parquet"))
-        return str(folder)
+        paths = []
+        for n, ((key, _), uri) in enumerate(zip(inputs.objects, inputs.uris(), strict=True)):
+            path = folder / f"part-{n:05d}.parquet"
+            _s3().download_file(inputs.source.bucket, key, str(path))
+            problem = sources.file_parquet_problem(path, uri)
+            if problem:
+                raise InputError(problem)
+            paths.append(str(path))
+        return paths
 
     def _upload(self, local: Path, uri: str) -> None:
         bucket, prefix = split_s3(uri.rstrip("/") + "/")
         files = [
-            p for p in local.rglob("*") if p.is_file() and not p.name.startswith(_IGNORED_PREFIXES)
-        ]
+            p for p in local.rglob("*")
+            if p.is_file() and not sources.hidden(p.relative_to(local).as_posix())
+        ]  # fmt: skip
         for partition in {f.parent.relative_to(local) for f in files}:
-            for obj in _objects(bucket, f"{prefix}{partition.as_posix()}/"):
+            for obj in sources.data_objects(_s3(), bucket, f"{prefix}{partition.as_posix()}/"):
                 _s3().delete_object(Bucket=bucket, Key=obj["Key"])
         for f in files:
             _s3().upload_file(str(f), bucket, f"{prefix}{f.relative_to(local).as_posix()}")
+
+
+def _name(inputs: Described) -> str:
+    source = inputs.source
+    return source.key if source.bucket is None else f"s3://{source.bucket}/{source.key}"
 
 
 def _spark_has_s3(spark: SparkSession) -> bool:

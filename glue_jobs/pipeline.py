@@ -7,8 +7,11 @@ the repeated row hashes stay in Spark, the tally is a few hundred rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg2
@@ -17,8 +20,10 @@ from pyspark.sql import functions as F
 
 from chalicelib import db, rules, runs
 from chalicelib.api.errors import shown
+from chalicelib.sources import Described, InputError, is_s3, split_s3
+from glue_jobs import lake_io
 from glue_jobs import transforms as t
-from glue_jobs.lake_io import Lake, cause_text, describe_source
+from glue_jobs.lake_io import Lake, cause_text
 from glue_jobs.selection import result_from_tally
 
 log = logging.getLogger("voucher_selection")
@@ -64,13 +69,15 @@ def check_country_names(scoped: DataFrame, widest: int | None) -> None:
     names = [r[0] for r in too_long.select(F.initcap("country_key")).distinct().limit(5).collect()]
     if not names:
         return
-    raise t.InputError(
+    raise InputError(
         f"country_code longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
         f" country name: {', '.join(shown(name) for name in sorted(names))}"
     )
 
 
-def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunResult:
+def transform(
+    spark: SparkSession, lake: Lake, options: JobOptions, inputs: Described | None = None
+) -> runs.RunResult:
     """Write the curated and rejected outputs, then count them into the run's statistics.
 
     Each pass scans the input again instead of caching it (memory is bounded at any size):
@@ -80,7 +87,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
     4. the tally of what the two outputs hold, read back (narrow columns only).
     """
     country_keys = rules.requested_country_keys(options.countries)
-    raw = t.check_input(lake.read_parquet(options.source))
+    raw = t.check_input(lake.read_parquet(inputs or lake_io.describe(options.source)))
 
     def scoped(seen: Observation | None = None) -> DataFrame:
         return t.select_in_scope(raw, country_keys, seen)
@@ -103,7 +110,7 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
         }
         written = {uri: lake.write_parquet(df, uri, PARTITIONS) for uri, df in outputs.items()}
         if read_again.get["rows"] != rows_read:
-            raise t.InputError(
+            raise InputError(
                 f"{options.source} changed while the run read it: {rows_read:,} rows, then"
                 f" {read_again.get['rows']:,}"
             )
@@ -126,69 +133,99 @@ def transform(spark: SparkSession, lake: Lake, options: JobOptions) -> runs.RunR
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What a run computed, and the countries it actually published."""
+    """What a run computed, the countries it published, and which run serves each now."""
 
     run_id: str
     result: runs.RunResult
     published: list[str]
+    serving: dict[str, str]
+
+
+@contextlib.contextmanager
+def heartbeat(run_id: str, lease_s: int) -> Iterator[None]:
+    """Renew the run's lease from a daemon thread, four times a lease, while the block runs.
+
+    A beat that cannot reach the database is logged and retried at the next one; a run whose
+    lease ran out meanwhile (recorded as abandoned) is refused at publish (``runs.NotRunning``).
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 4):
+            try:
+                if not db.with_connection(runs.renew_lease, run_id):
+                    log.error("run %s is no longer running: its lease ran out", run_id)
+            except psycopg2.Error as exc:
+                log.warning("run %s: heartbeat not recorded: %s", run_id, error_message(exc))
+
+    thread = threading.Thread(target=beat, name=f"heartbeat {run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
-    """Record the run, transform, then publish atomically.
+    """Record the run, transform, then publish atomically, renewing the run's lease throughout.
 
-    A failure records its error and publishes nothing, so the previous result keeps serving.
-    An object already processed for these countries raises ``runs.AlreadyProcessed``; one
-    overwritten since the run was queued fails the run and raises ``runs.ObjectChanged``.
+    A failure (an interruption included) records its error and publishes nothing, so the previous
+    result keeps serving. An event run of an object already processed for these countries raises
+    ``runs.AlreadyProcessed``; one overwritten since the run was queued fails the run and raises
+    ``runs.ObjectChanged``. A run asked for by hand always runs, and publishes.
     """
     configure(spark)
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
-    source = describe_source(options.source)
+    lease_s = runs.lease_seconds()
     try:
-        _in_database(runs.start_run, options.run_id, source, country_keys)
-    except runs.ObjectChanged as changed:  # the run ends here: say why in its record
-        _record_failure(options.run_id, changed)
+        inputs = lake_io.describe(options.source)
+    except InputError as missing:  # recorded like any run, then failed with the reason
+        bucket, key = split_s3(options.source) if is_s3(options.source) else (None, options.source)
+        db.with_connection(runs.start_run, options.run_id, runs.Source(bucket, key),
+                           country_keys, lease_s)  # fmt: skip
+        _record_failure(options.run_id, missing)
         raise
-    log.info("run %s started for %s (countries: %s)", options.run_id, options.source,
-             options.countries)  # fmt: skip
     try:
-        with Lake(spark) as lake:
-            result = transform(spark, lake, options)
-        published = _in_database(runs.publish_run, options.run_id, result)
-    except Exception as exc:
+        db.with_connection(runs.start_run, options.run_id, inputs.source, country_keys, lease_s)
+    except (runs.ObjectChanged, runs.AlreadyProcessed) as done:  # it ends here: say why
+        _record_failure(options.run_id, done)
+        raise
+    log.info("run %s started for %s (countries: %s, %d object(s))", options.run_id,
+             options.source, options.countries, inputs.source.objects)  # fmt: skip
+    try:
+        with heartbeat(options.run_id, lease_s), Lake(spark) as lake:
+            result = transform(spark, lake, options, inputs)
+            published = db.with_connection(runs.publish_run, options.run_id, result)
+    except BaseException as exc:
         _record_failure(options.run_id, exc)
         raise
+    serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
     log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
              time.monotonic() - started)  # fmt: skip
-    return RunOutcome(options.run_id, result, published)
+    return RunOutcome(options.run_id, result, published, serving)
 
 
-def _in_database(step, *args):
-    """``step(connection, *args)`` on a connection of its own: a run may last hours, and the
-    database may restart (or fail over) meanwhile without failing it."""
-    conn = db.connect(application_name="voucher-selection-job")
-    try:
-        return step(conn, *args)
-    finally:
-        conn.close()
-
-
-def _record_failure(run_id: str, exc: Exception) -> None:
+def _record_failure(run_id: str, exc: BaseException) -> None:
     """Record the run as failed; when even that is impossible, say so (the caller re-raises)."""
     message = error_message(exc)
     log.error("run %s failed: %s", run_id, message)
     try:
-        _in_database(runs.fail_run, run_id, message)
+        db.with_connection(runs.fail_run, run_id, message)
     except psycopg2.Error as unrecorded:
         log.error(
-            "run %s: the failure could not be recorded (%s); its record stays 'running' until"
-            " the run is retried with --run_id %s once the database is back",
-            run_id, error_message(unrecorded), run_id,
+            "run %s: the failure could not be recorded (%s); its record stays 'running' until its"
+            " lease of %d s runs out (then it counts as abandoned), or until the run is retried"
+            " with --run_id %s once the database is back",
+            run_id, error_message(unrecorded), runs.lease_seconds(), run_id,
         )  # fmt: skip
 
 
-def error_message(exc: Exception) -> str:
+def error_message(exc: BaseException) -> str:
     """A one-line, secret-free description of why a run failed."""
-    if isinstance(exc, t.InputError):
+    if isinstance(exc, InputError | runs.ObjectChanged | runs.AlreadyProcessed | runs.NotRunning):
         return str(exc)
+    if isinstance(exc, SystemExit | KeyboardInterrupt):
+        return f"the job was stopped ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
     return db.redact(f"{type(exc).__name__}: {cause_text(exc)}")

@@ -47,7 +47,6 @@ def format_summary(outcome: RunOutcome) -> str:
     chosen = {(s.country_key, s.segment_name, s.segment): s for s in result.selections}
     fallback = {f.country_key: f for f in result.fallbacks}
     published = [s.country for s in stats if s.country_key in outcome.published]
-    skipped = [s.country for s in stats if s.country_key not in outcome.published]
 
     selections = [
         [
@@ -84,13 +83,17 @@ def format_summary(outcome: RunOutcome) -> str:
             _table(header, selections),
             "",
             f"Published: {', '.join(published) or 'nothing'}",
-            *(
-                [
-                    f"Not published: {', '.join(skipped)} (no kept rows, or a newer upload is "
-                    "already published)"
-                ]
-                if skipped
-                else []
-            ),
+            *(_serving(s, outcome) for s in stats),
         ]
     )
+
+
+def _serving(stats, outcome: RunOutcome) -> str:
+    """Which run serves a country of the run now, and why when it is another one."""
+    serving = outcome.serving.get(stats.country_key)
+    if serving == outcome.run_id:
+        return f"  {stats.country} is served by run {serving} (this run)"
+    if serving is None:
+        return f"  {stats.country} is not served: no kept rows"
+    why = "no kept rows" if stats.rows_kept == 0 else "it read a newer upload"
+    return f"  {stats.country} is served by run {serving} ({why})"

@@ -18,11 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from chalicelib import rules
-
-
-class InputError(ValueError):
-    """The input cannot be processed as a whole (not parquet, a missing or ill-typed column)."""
-
+from chalicelib.sources import InputError
 
 _TIME_TYPES = (T.StringType, T.TimestampType, T.TimestampNTZType, T.DateType)
 _NUMBER_TYPES = (T.StringType, T.NumericType)

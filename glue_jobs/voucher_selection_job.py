@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
@@ -31,6 +32,8 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "db_host": ("", "database host (with --db_secret_arn)"),
     "db_port": ("", "database port (with --db_secret_arn)"),
     "db_name": ("", "database name (with --db_secret_arn)"),
+    "run_lease_seconds": ("", "seconds a run may go without a heartbeat before it counts as"
+                              " abandoned (default 300)"),
 }
 
 
@@ -49,8 +52,9 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def options_from(args: dict[str, str]) -> JobOptions:
-    """JobOptions from parsed arguments; database arguments go to the environment ``db`` reads."""
-    for name in ("db_secret_arn", "db_host", "db_port", "db_name"):
+    """JobOptions from parsed arguments; database and lease arguments go to the environment
+    that ``db`` and ``runs`` read."""
+    for name in ("db_secret_arn", "db_host", "db_port", "db_name", "run_lease_seconds"):
         if args.get(name):
             os.environ[name.upper()] = args[name]
     return JobOptions(
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_once(spark, options: JobOptions) -> RunOutcome | None:
     """Run, or say why there is nothing to do (not an error: S3 repeats events, and an object
-    overwritten before its run started is run by its newer version's event)."""
+    overwritten before its run started is run by its newer version's event; the run's record
+    says so)."""
     try:
         return run(spark, options)
     except (AlreadyProcessed, ObjectChanged) as done:
@@ -126,4 +131,6 @@ def _run_once(spark, options: JobOptions) -> RunOutcome | None:
 
 
 if __name__ == "__main__":
+    # Stopped (Glue's StopJobRun, a supervisor): unwind, so the run records why it ended.
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
     sys.exit(main())

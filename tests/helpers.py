@@ -140,6 +140,44 @@ def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """Per-country kept counts, selections and fallbacks of a history (the six columns as the real
+    file stores them): the SPEC's rules in pandas alone."""
+    dup = df.duplicated(keep="first")
+    ts = pd.to_datetime(df.timestamp, errors="coerce").dt.normalize()
+    last = pd.to_datetime(df.last_order_ts, errors="coerce").dt.normalize()
+    first = pd.to_datetime(df.first_order_ts, errors="coerce").dt.normalize()
+    orders = pd.to_numeric(df.total_orders.replace("", None), errors="coerce")
+    amount = df.voucher_amount
+    missing = orders.isna() | amount.isna() | ts.isna() | last.isna() | first.isna()
+    invalid = (orders < 0) | (orders % 1 != 0) | (amount <= 0)
+    kept = ~dup & ~missing & ~invalid & (orders != 0) & ~(first > last) & ~(ts < last)
+    k = df[kept].assign(
+        country=df.country_code.str.strip().str.lower(),
+        frequency=orders[kept],
+        recency=(ts - last)[kept].dt.days,
+    )
+    k["frequent_segment"] = pd.cut(k.frequency, [-1, 4, 13, 37], labels=["0-4", "5-13", "14-37"])
+    k["recency_segment"] = pd.cut(
+        k.recency, [29, 60, 90, 120, 180, float("inf")],
+        labels=["30-60", "61-90", "91-120", "121-180", "180+"],
+    )  # fmt: skip
+    selections, fallbacks = {}, {}
+    for country, group in k.groupby("country"):
+        counts = group.voucher_amount.value_counts()
+        fallbacks[country] = min(counts[counts == counts.max()].index)
+    for name in ("frequent_segment", "recency_segment"):
+        counts = k.groupby(["country", name, "voucher_amount"], observed=True).size()
+        for (country, segment), group in counts.groupby(level=[0, 1], observed=True):
+            top = (
+                group.reset_index(name="n")
+                .sort_values(["n", "voucher_amount"], ascending=[False, True])
+                .iloc[0]
+            )
+            selections[(country, name, segment)] = (top.voucher_amount, top.n, group.sum())
+    return k.country.value_counts().to_dict(), selections, fallbacks
+
+
 # ------------------------------------------------------------------------- the database's view
 
 
@@ -209,3 +247,23 @@ def notification(key: str, event: str = "ObjectCreated:Put", size: int = 10) -> 
             ]
         }
     )
+
+
+def settle(pump, db, key: str, runs: int = 1, timeout_s: float = 240) -> list[tuple]:
+    """Pump the queue until ``key`` has ``runs`` runs, none waiting, queued or running; return
+    them (delayed messages and retries are delivered as they fall due meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pump.poll_once()
+        found = runs_of(db, key)
+        if len(found) >= runs and all(s in ("succeeded", "failed") for _, s, _ in found):
+            return found
+    raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
+
+
+def pump_for(pump, seconds: float) -> int:
+    """Keep the pump going for ``seconds``; return how many messages it handled."""
+    handled, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        handled += pump.poll_once()
+    return handled

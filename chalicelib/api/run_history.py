@@ -1,5 +1,9 @@
 """Run history for ``GET /runs`` and ``GET /runs/{run_id}``: read from the database on request
-(unlike the published result, it is not cached: a run's status moves while it is watched)."""
+(unlike the published result, it is not cached: a run's status moves while it is watched).
+
+A live run whose lease ran out is shown as what it is, ``failed`` and why (the schema's
+``run_status`` and ``run_error``), even before a writer records it so.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ MAX_LIMIT = 100
 _LIMIT = re.compile(r"0*[0-9]{1,3}")  # ASCII digits, short enough to convert
 
 _RUNS_SQL = """
-SELECT r.run_id, r.status, r.source_bucket, r.source_key, r.source_etag, r.countries,
-       r.created_at, r.started_at, r.finished_at, r.rows_read, r.rows_out_of_scope,
-       r.published_countries, r.error,
+SELECT r.run_id, run_status(r), r.requested_by,
+       r.source_bucket, r.source_key, r.source_etag, r.source_objects, r.countries, r.job_run_id,
+       r.created_at, r.started_at, r.finished_at,
+       CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
+            THEN round(extract(epoch FROM now() - r.heartbeat_at), 1)::float END,
+       r.lease_seconds, r.rows_read, r.rows_out_of_scope, r.published_countries,
+       run_error(r),
        coalesce((SELECT json_agg(json_build_object(
                     'country_code', s.country, 'rows_in', s.rows_in, 'rows_kept', s.rows_kept,
                     'rows_rejected', s.rows_rejected, 'rejected_by_reason', s.rejected_by_reason,
@@ -23,15 +31,16 @@ SELECT r.run_id, r.status, r.source_bucket, r.source_key, r.source_etag, r.count
   FROM runs r
 """
 _FIELDS = (
-    "run_id", "status", "source_bucket", "source_key", "source_etag", "countries", "created_at",
-    "started_at", "finished_at", "rows_read", "rows_out_of_scope", "published_countries", "error",
-    "stats",
+    "run_id", "status", "requested_by", "source_bucket", "source_key", "source_etag",
+    "source_objects", "countries", "job_run_id", "created_at", "started_at", "finished_at",
+    "heartbeat_age_seconds", "lease_seconds", "rows_read", "rows_out_of_scope",
+    "published_countries", "error", "stats",
 )  # fmt: skip
 
 
 def _run(row: tuple) -> dict:
     run = dict(zip(_FIELDS, row, strict=True))
-    run["source"] = {k: run.pop(f"source_{k}") for k in ("bucket", "key", "etag")}
+    run["source"] = {k: run.pop(f"source_{k}") for k in ("bucket", "key", "etag", "objects")}
     return run
 
 

@@ -4,7 +4,7 @@ Needs AWS credentials and a region (as the AWS CLI finds them), and the VPC to d
 
     VPC_ID=vpc-0abc PRIVATE_SUBNET_IDS=subnet-0aaa,subnet-0bbb \\
         [PRIVATE_EGRESS=nat|endpoints] [PRIVATE_ROUTE_TABLE_IDS=rtb-0ccc,rtb-0ddd] \\
-        python -m infra.deploy.deploy --stage dev
+        [ALARM_EMAIL=ops@example.com] python -m infra.deploy.deploy --stage dev
 
 The sequence: check the account and inputs; build dist/ (package); deploy the storage, network
 and database stacks; upload the Glue job's files; deploy the glue stack; upload the Lambda code
@@ -43,6 +43,7 @@ class Inputs:
     subnet_ids: tuple[str, ...]
     egress: str = "nat"
     route_table_ids: tuple[str, ...] = ()
+    alarm_email: str = ""  # the alarms' e-mail subscription (optional)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Inputs:
@@ -54,6 +55,7 @@ class Inputs:
             subnet_ids=ids("PRIVATE_SUBNET_IDS"),
             egress=environ.get("PRIVATE_EGRESS", "nat").strip() or "nat",
             route_table_ids=ids("PRIVATE_ROUTE_TABLE_IDS"),
+            alarm_email=environ.get("ALARM_EMAIL", "").strip(),
         )
         problems = inputs.problems()
         if problems:
@@ -83,6 +85,7 @@ class Inputs:
             "PrivateEgress": self.egress,
             "PrivateRouteTableIds": ",".join(self.route_table_ids),
             "GlueSubnetId": self.subnet_ids[0],
+            "AlarmEmail": self.alarm_email,
         }
 
 
@@ -229,6 +232,7 @@ def summary(values: Mapping[str, str]) -> str:
             "(aws apigateway get-api-key --include-value --api-key <id>)",
             f"upload to:    s3://{values['RawBucketName']}/incoming/<name>.parquet",
             f"dead letters: {values['UploadDeadLetterQueueUrl']}",
+            f"alarms:       {values.get('AlarmTopicArn', '?')} (SNS; ALARM_EMAIL subscribes)",
             f"Glue job:     {values['GlueJobName']} (logs: {values['GlueLogGroupName']})",
         ]
     )
@@ -238,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.deploy.deploy",
         description=__doc__.split("\n\n")[0],
-        epilog="Inputs: VPC_ID, PRIVATE_SUBNET_IDS, PRIVATE_EGRESS, PRIVATE_ROUTE_TABLE_IDS.",
+        epilog="Inputs: VPC_ID, PRIVATE_SUBNET_IDS, PRIVATE_EGRESS, PRIVATE_ROUTE_TABLE_IDS,"
+        " ALARM_EMAIL.",
     )
     parser.add_argument("--stage", required=True, choices=["dev", "prod"])
     args = parser.parse_args(argv)

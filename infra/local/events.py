@@ -29,9 +29,6 @@ from infra.local.settings import RAW_PREFIX, REGION, Settings, from_env
 
 log = logging.getLogger("voucher_selection.events")
 
-SUFFIXES = (".parquet", ".parquet.gzip")  # the same as chalicelib.uploads.SUFFIXES
-
-
 def _client(settings: Settings, service: str):
     return local_s3.client(settings.endpoint_url, service)
 
@@ -55,24 +52,17 @@ def ensure_upload_queue(settings: Settings) -> str:
         },
     )
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    # Every object under the prefix, whatever its name: the handler judges each one by its bytes.
     _client(settings, "s3").put_bucket_notification_configuration(
         Bucket=settings.raw_bucket,
         NotificationConfiguration={
             "QueueConfigurations": [
                 {
-                    "Id": f"uploads{suffix.replace('.', '-')}",
+                    "Id": "uploads",
                     "QueueArn": arn["QueueArn"],
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {
-                            "FilterRules": [
-                                {"Name": "prefix", "Value": RAW_PREFIX},
-                                {"Name": "suffix", "Value": suffix},
-                            ]
-                        }
-                    },
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": RAW_PREFIX}]}},
                 }
-                for suffix in SUFFIXES
             ]
         },
     )

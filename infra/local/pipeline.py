@@ -3,12 +3,14 @@
     python -m infra.local.pipeline --data PATH [--countries Peru|all|Peru,Latvia]
     python -m infra.local.pipeline --trigger [--data PATH]
 
-By default the file goes under the raw bucket's ``manual/`` prefix (no event fires there) and the
-Glue job runs on it here, in Spark local mode, for the countries asked. With ``--trigger`` it goes
-under ``incoming/`` as a real upload: S3 notifies the queue, the event pump invokes the upload
-handler, the handler launches the job, and this command follows that run's log until it is
-published or failed. Without ``--data`` a deterministic synthetic sample is used. Expects the local
-stack up (``python -m infra.local.stack up``; with ``--trigger`` also ``python -m infra.local.events
+``PATH`` is a parquet file or a dataset folder (every file below it, as Spark or awswrangler
+wrote it). By default it goes under the raw bucket's ``manual/`` prefix (no event fires there)
+and the Glue job runs on it here, in Spark local mode, for the countries asked: a run asked for
+by hand, which runs and publishes even an input processed before. With ``--trigger`` it goes under
+``incoming/`` as a real upload: S3 notifies the queue, the event pump invokes the upload handler,
+the handler launches the job, and this command follows that run's log until it is published or
+failed. Without ``--data`` a deterministic synthetic sample is used. Expects the local stack up
+(``python -m infra.local.stack up``; with ``--trigger`` also ``python -m infra.local.events
 start``).
 """
 
@@ -18,10 +20,12 @@ import argparse
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
 
+from chalicelib.sources import MARKER
 from infra.local import s3
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX, Settings, from_env
 
@@ -43,19 +47,26 @@ def sample_file(state_dir: Path, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEE
     return path
 
 
-def upload(settings: Settings, path: Path, prefix: str) -> tuple[str, str]:
-    """Put ``path`` under ``prefix`` of the raw bucket; return its key and ETag."""
-    key = f"{prefix}{path.name}"
+def upload(settings: Settings, path: Path, prefix: str) -> str:
+    """Put ``path`` (a file, or a folder with every file below it, its ``_SUCCESS`` marker last)
+    under ``prefix`` of the raw bucket; return the key the run reads (the folder's ends in /)."""
     started = time.monotonic()
     client = s3.client(settings.endpoint_url)
-    client.upload_file(str(path), settings.raw_bucket, key)
-    etag = client.head_object(Bucket=settings.raw_bucket, Key=key)["ETag"].strip('"')
+    if path.is_dir():
+        key = f"{prefix}{path.name}/"
+        files = sorted((f for f in path.rglob("*") if f.is_file()), key=lambda f: f.name == MARKER)
+    else:
+        key, files = f"{prefix}{path.name}", [path]
+    for file in files:
+        name = key if file == path else key + file.relative_to(path).as_posix()
+        client.upload_file(str(file), settings.raw_bucket, name)
+    size = sum(f.stat().st_size for f in files)
     print(
-        f"uploaded {path} ({path.stat().st_size / 1e6:.1f} MB) to "
+        f"uploaded {path} ({len(files)} file(s), {size / 1e6:.1f} MB) to "
         f"s3://{settings.raw_bucket}/{key} in {time.monotonic() - started:.1f} s",
         flush=True,
     )
-    return key, etag
+    return key
 
 
 def run_here(settings: Settings, key: str, countries: str) -> int:
@@ -76,28 +87,36 @@ def run_here(settings: Settings, key: str, countries: str) -> int:
         return 1
 
 
-def _latest_run(settings: Settings, key: str, etag: str) -> tuple[str, str, str | None] | None:
-    with psycopg2.connect(settings.database_url, connect_timeout=5) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT run_id, status, error FROM runs WHERE source_bucket = %s AND source_key = %s"
-            " AND source_etag = %s ORDER BY created_at DESC LIMIT 1",
-            (settings.raw_bucket, key, etag),
-        )
-        return cur.fetchone()
+def _latest_run(settings: Settings, key: str, since: datetime) -> tuple | None:
+    """The newest run of ``key`` recorded since ``since`` (its status as every reader sees it)."""
+    conn = psycopg2.connect(settings.database_url, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT run_id, run_status(runs), run_error(runs) FROM runs"
+                " WHERE source_bucket = %s AND source_key = %s AND created_at >= %s"
+                " ORDER BY created_at DESC LIMIT 1",
+                (settings.raw_bucket, key, since),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
 
 
-def follow_triggered_run(settings: Settings, key: str, etag: str) -> int:
+def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
     """Wait for the run the upload triggered, printing its log as it grows; 0 once published."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     print("waiting for the upload event to start a run ...", flush=True)
-    printed, announced = 0, False
+    printed, announced = 0, ""
     while time.monotonic() < deadline:
-        found = _latest_run(settings, key, etag)
+        found = _latest_run(settings, key, since)
         if found:
             run_id, status, error = found
-            if not announced:
-                print(f"run {run_id}: {status}", flush=True)
-                announced = True
+            if announced != status and status in ("waiting", "queued"):
+                print(f"run {run_id}: {status}"
+                      + (" (a dataset: until _SUCCESS or a quiet period)" if status == "waiting"
+                         else ""), flush=True)  # fmt: skip
+                announced = status
             log = settings.state_dir / "runs" / f"{run_id}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
             print(text[printed:], end="", flush=True)
@@ -117,7 +136,8 @@ def follow_triggered_run(settings: Settings, key: str, etag: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="parquet file (default: a generated sample)")
+    parser.add_argument("--data", type=Path,
+                        help="parquet file or dataset folder (default: a generated sample)")
     parser.add_argument("--countries", default="Peru", help="Peru (default), all, or Peru,Latvia")
     parser.add_argument(
         "--trigger", action="store_true", help="upload under incoming/ and follow the run it starts"
@@ -127,12 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_env()
     os.environ.update(settings.env())
     data = args.data or sample_file(settings.state_dir)
-    if not data.is_file():
-        parser.error(f"no such file: {data}")
+    if not data.exists():
+        parser.error(f"no such file or folder: {data}")
     if args.trigger:
-        return follow_triggered_run(settings, *upload(settings, data, RAW_PREFIX))
-    key, _ = upload(settings, data, MANUAL_PREFIX)
-    return run_here(settings, key, args.countries)
+        since = _database_now(settings)
+        return follow_triggered_run(settings, upload(settings, data, RAW_PREFIX), since)
+    return run_here(settings, upload(settings, data, MANUAL_PREFIX), args.countries)
+
+
+def _database_now(settings: Settings) -> datetime:
+    """The database's clock (runs are timed by it)."""
+    conn = psycopg2.connect(settings.database_url, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT now()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":

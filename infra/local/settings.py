@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from chalicelib import sources
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The real history file, beside the repository (never copied into it); tests skip without it.
 REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
@@ -22,7 +24,7 @@ DATABASE_NAME = "voucher"
 DATABASE_USER = "postgres"
 
 #: Where uploads land in the raw bucket, and the lake layout.
-RAW_PREFIX = "incoming/"
+RAW_PREFIX = sources.INCOMING
 CURATED_PREFIX = "curated/"
 REJECTED_PREFIX = "rejected/"
 

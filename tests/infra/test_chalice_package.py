@@ -121,3 +121,41 @@ def test_the_glue_libraries_zip_carries_the_job_packages(tmp_path):
     }
     assert expected <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_glue_final_states_of_the_stage_job_reach_on_job_state(packaged):
+    for built in packaged.values():
+        rules = _of_type(built.transformed, "AWS::Events::Rule")
+        [rule] = [r for r in rules.values()
+                  if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["OnJobState", "Arn"]}]
+        pattern = rule["Properties"]["EventPattern"]
+        assert pattern["source"] == ["aws.glue"]
+        assert pattern["detail-type"] == ["Glue Job State Change"]
+        assert pattern["detail"]["jobName"] == [{"Ref": "GlueJobName"}]  # this stage's job only
+        assert set(pattern["detail"]["state"]) == {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED",
+                                                   "ERROR"}
+
+
+def test_every_alarm_notifies_the_topic_and_watches_what_the_product_emits(packaged):
+    from chalicelib import metrics
+
+    for built in packaged.values():
+        resources = built.transformed["Resources"]
+        alarms = _of_type(built.transformed, "AWS::CloudWatch::Alarm")
+        assert set(alarms) == {"DeadLetterAlarm", "FailedRunsAlarm", "Api5xxAlarm",
+                               "LambdaErrorsAlarm"}
+        for alarm in alarms.values():
+            assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        failed = alarms["FailedRunsAlarm"]["Properties"]
+        assert (failed["Namespace"], failed["MetricName"]) == (metrics.NAMESPACE,
+                                                                metrics.FAILED_RUNS)
+        assert failed["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
+        assert chalice_stage(built.stage)["environment_variables"]["STAGE"] == built.stage
+        metrics_of = alarms["LambdaErrorsAlarm"]["Properties"]["Metrics"]
+        watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+                   for m in metrics_of if "MetricStat" in m}
+        functions = _of_type(built.transformed, "AWS::Lambda::Function")
+        assert watched == set(functions)
+        api = alarms["Api5xxAlarm"]["Properties"]["Dimensions"]
+        assert api[0]["Value"] == resources["RestAPI"]["Properties"]["Name"]
+        assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"

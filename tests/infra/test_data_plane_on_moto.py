@@ -90,9 +90,12 @@ def _api_notification(template_rules: list[dict], queue_arn: str) -> dict:
     }
 
 
-def test_the_templates_notification_rules_route_only_parquet_uploads(data_plane, aws_account):
+def test_the_templates_notification_rules_route_every_upload_and_nothing_else(
+    data_plane, aws_account
+):
     """moto skips NotificationConfiguration in CloudFormation but honours it through the API:
-    apply the template's own rules to the deployed bucket and queue, then upload."""
+    apply the template's own rules to the deployed bucket and queue, then upload. Every object
+    under incoming/ reaches on_upload, whatever its name (it judges them by their bytes)."""
     s3, sqs = aws_account.client("s3"), aws_account.client("sqs")
     bucket, queue = data_plane["RawBucketName"], _queue_url(aws_account, "voucher-uploads-dev")
     raw = templates.load(templates.path("storage"))["Resources"]["RawBucket"]["Properties"]
@@ -102,7 +105,8 @@ def test_the_templates_notification_rules_route_only_parquet_uploads(data_plane,
         NotificationConfiguration=_api_notification(rules, data_plane["UploadQueueArn"]),
     )
     _drain(sqs, queue)
-    keys = ["incoming/a.parquet", "incoming/b.parquet.gzip", "incoming/c.csv", "other/d.parquet"]
+    keys = ["incoming/A.PARQUET", "incoming/b.parquet.gzip", "incoming/c.csv",
+            "incoming/folder/part-0", "other/d.parquet"]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"PAR1")
     received = [
@@ -110,7 +114,7 @@ def test_the_templates_notification_rules_route_only_parquet_uploads(data_plane,
         for message in _drain(sqs, queue)
         for record in json.loads(message["Body"]).get("Records", [])  # none in s3:TestEvent
     ]
-    assert sorted(k.replace("%2F", "/") for k in received) == keys[:2]
+    assert sorted(k.replace("%2F", "/") for k in received) == sorted(keys[:4])
 
 
 def test_the_database_admits_only_the_lambdas_and_glue_on_5432(data_plane, aws_account):

@@ -80,7 +80,8 @@ def test_inputs_are_checked(inputs, problem):
 
 
 def test_endpoints_inputs_give_the_templates_their_values():
-    inputs = deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "endpoints", ("rtb-1", "rtb-2"))
+    inputs = deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "endpoints", ("rtb-1", "rtb-2"),
+                           "ops@example.com")
     assert inputs.problems() == []
     assert inputs.values() == {
         "VpcId": "vpc-1",
@@ -88,6 +89,7 @@ def test_endpoints_inputs_give_the_templates_their_values():
         "PrivateEgress": "endpoints",
         "PrivateRouteTableIds": "rtb-1,rtb-2",
         "GlueSubnetId": "subnet-1",
+        "AlarmEmail": "ops@example.com",
     }
 
 

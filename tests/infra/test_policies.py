@@ -60,7 +60,8 @@ def lambda_policies() -> dict[str, dict]:
 
 ALL_POLICIES = {**data_plane_policies(), **lambda_policies()}
 #: Chalice's function names by the logical id it gives their resources.
-CHALICE_NAMES = {"APIHandler": "api_handler", "OnUpload": "on_upload", "Migrate": "migrate"}
+CHALICE_NAMES = {"APIHandler": "api_handler", "OnUpload": "on_upload", "OnJobState": "on_job_state",
+                 "Migrate": "migrate"}
 
 
 def resource_problem(resource) -> str | None:

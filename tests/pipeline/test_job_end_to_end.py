@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,7 +14,7 @@ from glue_jobs.transforms import InputError
 from infra.local import pipeline as local_pipeline
 from infra.local.settings import REAL_FILE
 from scripts.generate_data import write
-from tests.helpers import fetch, read_lake, run_job, sample_bytes, upload
+from tests.helpers import fetch, independent_expectations, read_lake, run_job, sample_bytes, upload
 
 
 def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_path):
@@ -90,7 +89,7 @@ def test_a_retried_run_replaces_its_lake_partitions_and_results(stack, s3, db, t
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"PAR1 this is not parquet at all", "not a readable parquet"),
+        (b"PAR1 this is not parquet at all", "is not parquet: it starts like parquet but does"),
         (None, "voucher_amount"),  # a real parquet file without that column
     ],
 )
@@ -135,50 +134,12 @@ def test_make_pipeline_entry_uploads_runs_and_prints_the_summary(stack, db, tmp_
     assert published == [("latvia",), ("peru",)]
 
 
-def independent_expectations(path: Path) -> tuple[dict, dict, dict]:
-    """Per-country kept counts, selections and fallbacks: the SPEC's rules in pandas alone."""
-    df = pd.read_parquet(path)
-    dup = df.duplicated(keep="first")
-    ts = pd.to_datetime(df.timestamp, errors="coerce").dt.normalize()
-    last = pd.to_datetime(df.last_order_ts, errors="coerce").dt.normalize()
-    first = pd.to_datetime(df.first_order_ts, errors="coerce").dt.normalize()
-    orders = pd.to_numeric(df.total_orders.replace("", None), errors="coerce")
-    amount = df.voucher_amount
-    missing = orders.isna() | amount.isna() | ts.isna() | last.isna() | first.isna()
-    invalid = (orders < 0) | (orders % 1 != 0) | (amount <= 0)
-    kept = ~dup & ~missing & ~invalid & (orders != 0) & ~(first > last) & ~(ts < last)
-    k = df[kept].assign(
-        country=df.country_code.str.strip().str.lower(),
-        frequency=orders[kept],
-        recency=(ts - last)[kept].dt.days,
-    )
-    k["frequent_segment"] = pd.cut(k.frequency, [-1, 4, 13, 37], labels=["0-4", "5-13", "14-37"])
-    k["recency_segment"] = pd.cut(
-        k.recency, [29, 60, 90, 120, 180, float("inf")],
-        labels=["30-60", "61-90", "91-120", "121-180", "180+"],
-    )  # fmt: skip
-    selections, fallbacks = {}, {}
-    for country, group in k.groupby("country"):
-        counts = group.voucher_amount.value_counts()
-        fallbacks[country] = min(counts[counts == counts.max()].index)
-    for name in ("frequent_segment", "recency_segment"):
-        counts = k.groupby(["country", name, "voucher_amount"], observed=True).size()
-        for (country, segment), group in counts.groupby(level=[0, 1], observed=True):
-            top = (
-                group.reset_index(name="n")
-                .sort_values(["n", "voucher_amount"], ascending=[False, True])
-                .iloc[0]
-            )
-            selections[(country, name, segment)] = (top.voucher_amount, top.n, group.sum())
-    return k.country.value_counts().to_dict(), selections, fallbacks
-
-
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL_FILE.exists(), reason=f"{REAL_FILE} is absent")
 def test_the_real_history_file_matches_an_independent_computation(stack, s3, db):
     source = upload(s3, stack, "incoming/voucher_history.parquet.gzip", REAL_FILE.read_bytes())
     run_id = run_job(stack, source, countries="all")
-    kept, selections, fallbacks = independent_expectations(REAL_FILE)
+    kept, selections, fallbacks = independent_expectations(pd.read_parquet(REAL_FILE))
 
     stats = dict(
         fetch(db, "SELECT country_key, rows_kept FROM run_country_stats WHERE run_id = %s", run_id)
@@ -196,3 +157,21 @@ def test_the_real_history_file_matches_an_independent_computation(stack, s3, db)
     }
     assert got == selections
     assert dict(fetch(db, "SELECT country_key, voucher_amount FROM country_fallback")) == fallbacks
+
+
+def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(stack, db, tmp_path,
+                                                                       capsys):
+    """A, B, then A again by hand: A is served, and the command says so."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write(a, rows=2_000, seed=71)
+    write(b, rows=2_000, seed=72)
+    for path in (a, b, a):
+        assert local_pipeline.main(["--data", str(path)]) == 0
+    out = capsys.readouterr().out
+    third = out.rsplit("Run ", 1)[1]
+    run_id = third.split(":", 1)[0]
+    assert fetch(db, "SELECT country_key, run_id FROM published_country") == [("peru", run_id)]
+    assert fetch(db, "SELECT source_key FROM runs WHERE run_id = %s", run_id) == [
+        ("manual/a.parquet",)]
+    assert f"Peru is served by run {run_id} (this run)" in third
+    assert "nothing to do" not in out

@@ -1,4 +1,5 @@
-"""Run records on the real PostgreSQL: once per object, retries, and publication order."""
+"""Run records on the real PostgreSQL: once per object for events, always for runs asked for by
+hand, retries, leases, and publication order."""
 
 from __future__ import annotations
 
@@ -40,23 +41,59 @@ def test_an_object_is_queued_once_per_countries_until_its_run_fails(db):
     assert runs.queue_run(db, "r5", source(), ("peru",)) == "r5"  # a failed run can be retried
 
 
-def test_a_manual_run_of_an_object_already_processed_is_refused_with_the_run(db):
-    runs.start_run(db, "first", source(), ("peru",))
+def event_run(db, run_id: str, src: runs.Source) -> None:
+    """A run as an upload event makes it: queued by the handler, then started by the job."""
+    assert runs.queue_run(db, run_id, src, ("peru",)) == run_id
+    runs.start_run(db, run_id, src, ("peru",))
+
+
+def test_an_event_run_of_an_object_already_processed_is_refused_with_the_run(db):
+    event_run(db, "first", source())
     runs.publish_run(db, "first", result(2640.0))
+    with db, db.cursor() as cur:  # a replayed event that raced the first run's queueing
+        cur.execute("INSERT INTO runs (run_id, source_bucket, source_key, source_etag, countries,"
+                    " status) VALUES ('second', 'voucher-raw', 'incoming/a.parquet', 'e1',"
+                    " '{peru}', 'failed')")  # fmt: skip
     with pytest.raises(runs.AlreadyProcessed, match="first"):
         runs.start_run(db, "second", source(), ("peru",))
     runs.start_run(db, "first", source(), ("peru",))  # a retry of the same run goes on
 
 
-def test_a_run_of_an_older_object_never_replaces_a_newer_publication(db):
-    runs.start_run(db, "newer", source("incoming/new.parquet", minutes=5), ("peru",))
-    runs.start_run(db, "older", source("incoming/old.parquet", minutes=1), ("peru",))
+def test_a_run_asked_for_by_hand_runs_and_publishes_an_object_processed_before(db):
+    event_run(db, "by-event", source(minutes=5))
+    assert runs.publish_run(db, "by-event", result(2640.0)) == ["peru"]
+    runs.start_run(db, "by-hand", source(minutes=1), ("peru",))  # older, processed: runs anyway
+    assert runs.publish_run(db, "by-hand", result(4400.0)) == ["peru"]
+    assert published(db) == {"peru": "by-hand"}
+    with db.cursor() as cur:
+        cur.execute("SELECT run_id, requested_by FROM runs ORDER BY run_id")
+        assert cur.fetchall() == [("by-event", "event"), ("by-hand", "manual")]
+
+
+def test_an_event_run_of_an_older_object_never_replaces_a_newer_publication(db):
+    event_run(db, "newer", source("incoming/new.parquet", minutes=5))
+    event_run(db, "older", source("incoming/old.parquet", minutes=1))
     assert runs.publish_run(db, "newer", result(2640.0)) == ["peru"]
     assert runs.publish_run(db, "older", result(4400.0)) == []
     assert published(db) == {"peru": "newer"}
     with db.cursor() as cur:
         cur.execute("SELECT run_id, status, published_countries FROM runs ORDER BY run_id")
         assert cur.fetchall() == [("newer", "succeeded", ["peru"]), ("older", "succeeded", [])]
-    runs.start_run(db, "newest", source("incoming/newest.parquet", minutes=9), ("peru",))
+    event_run(db, "newest", source("incoming/newest.parquet", minutes=9))
     assert runs.publish_run(db, "newest", result(1760.0)) == ["peru"]
     assert published(db) == {"peru": "newest"}
+
+
+def test_a_run_whose_lease_ran_out_cannot_publish_and_its_object_runs_again(db):
+    event_run(db, "stalled", source())
+    with db, db.cursor() as cur:  # its job stalled past the lease (a long pause, a lost worker)
+        cur.execute("UPDATE runs SET heartbeat_at = now() - interval '1 hour'")
+    assert runs.queue_run(db, "again", source(), ("peru",)) == "again"  # reaped: not blocking
+    with db.cursor() as cur:
+        cur.execute("SELECT status, error FROM runs WHERE run_id = 'stalled'")
+        status, error = cur.fetchone()
+    assert status == "failed" and error.startswith("abandoned: no heartbeat from its job since")
+    assert not runs.renew_lease(db, "stalled")  # its heartbeat learns it lost the lease
+    with pytest.raises(runs.NotRunning, match="stalled is failed"):
+        runs.publish_run(db, "stalled", result(2640.0))
+    assert published(db) == {}

@@ -69,8 +69,8 @@ def lake_objects(s3, bucket: str, run_id: str) -> list[str]:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (truncated, "is not a Parquet file"),
-        (lambda: b"", "is not a Parquet file"),
+        (truncated, "is not parquet: it starts like parquet but does not end with PAR1"),
+        (lambda: b"", "is not parquet: it is empty (0 bytes)"),
         (corrupt_pages, "can not read class org.apache.parquet.format.PageHeader"),
         (timestamps_as_int, "timestamp is bigint; last_order_ts is bigint; first_order_ts is"),
         (country_too_long, f"longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
