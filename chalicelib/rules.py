@@ -7,13 +7,27 @@ published, so the pipeline, the criteria endpoint and the voucher answer can nev
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_COUNTRIES = ("Peru",)
 ALL_COUNTRIES = "all"
 
-#: Characters trimmed from ``country_code`` before matching (the same set in Spark and in Python).
-WHITESPACE = " \t\n\r\f\v"
+#: "Whitespace", wherever text is trimmed (country names, number and time text), in Spark and in
+#: Python alike: every character of Unicode's White_Space property (tab, line feed, vertical tab,
+#: form feed, carriage return, space, next line, no-break space, ogham space mark, the spaces
+#: U+2000 to U+200A, line and paragraph separators, narrow no-break, medium mathematical and
+#: ideographic spaces). Zero-width characters (U+200B, U+FEFF) are not whitespace.
+WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+#: Text is a number only in decimal notation: optional sign, digits with an optional fraction (or
+#: a fraction alone), optional exponent; whitespace around it is trimmed first. Anything else
+#: (``3d``, ``0x1p2``, ``1_000``, ``NaN``, ``Infinity``, non-ASCII digits) is unparseable. The
+#: same pattern (Java and Python regular expressions agree on it) in the job and the API.
+DECIMAL_NUMBER = r"[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
 
 #: The six input columns; an exact duplicate is a row equal to another on all of them.
 INPUT_COLUMNS = (
@@ -48,8 +62,14 @@ REASON_CODES = tuple(REASONS)
 
 
 def country_key(name: str) -> str:
-    """The matching key of a country name: whitespace trimmed, case ignored."""
+    """The matching key of a country name: whitespace trimmed, case folded (lower case)."""
     return name.strip(WHITESPACE).lower()
+
+
+def decimal_number(text: str) -> float | None:
+    """The number a text holds in decimal notation (``DECIMAL_NUMBER``), else ``None``."""
+    trimmed = text.strip(WHITESPACE)
+    return float(trimmed) if re.fullmatch(DECIMAL_NUMBER, trimmed) else None
 
 
 def requested_country_keys(countries: str | None) -> tuple[str, ...] | None:

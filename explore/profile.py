@@ -87,7 +87,7 @@ def profile(spark: SparkSession, source: str) -> dict:
     """Every number of the report for ``source`` (a local path or ``s3://`` URI), JSON-ready."""
     stored = stored_schema(source)
     with Lake(spark) as lake:
-        raw = t.check_input(lake.read_parquet(lake_io.describe(source)))
+        raw = t.unify(lake.read_parts(lake_io.describe(source)))
         rows_read = raw.count()
         quality = _quality(raw)
         segmented = t.assign_segments(t.classify(t.distinct_rows(t.select_in_scope(raw, None))))

@@ -11,14 +11,21 @@ import functools
 import hashlib
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from chalicelib import sources
 from chalicelib.sources import Described, InputError, is_s3, split_s3
+
+#: Footers read at once (each is a small ranged read; a prefix of thousands of files stays cheap).
+_FOOTER_READERS = 16
+#: Where a Spark that wrote a file keeps its own schema in the footer.
+_SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
 
 
 @functools.cache
@@ -47,17 +54,56 @@ class Lake:
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self._staging, ignore_errors=True)
 
-    def read_parquet(self, inputs: Described) -> DataFrame:
-        """Exactly the described objects as one DataFrame; unreadable parquet is an
-        :class:`InputError` naming the input (and the file, within a dataset)."""
+    def read_parts(self, inputs: Described) -> list[tuple[DataFrame, str]]:
+        """Exactly the described objects, as one DataFrame per distinct schema in their footers
+        (one read per schema, not per file; ``transforms.unify`` makes them one), each with how
+        to name its files. A file that is not readable parquet is an :class:`InputError` naming
+        it; nanosecond timestamps (read as numbers, see ``configure``) become timestamps."""
         local = self.native_s3 or inputs.source.bucket is None
         paths = inputs.uris() if local else self._download(inputs)
+        names = inputs.uris()
+        with ThreadPoolExecutor(max_workers=_FOOTER_READERS) as pool:
+            footers = list(pool.map(self._footer, paths, names))
+        groups: dict[str, tuple[frozenset[str], list[tuple[str, str]]]] = {}
+        for path, name, (key, nanos) in zip(paths, names, footers, strict=True):
+            groups.setdefault(key, (nanos, []))[1].append((path, name))
+        parts = []
+        for nanos, files in groups.values():
+            named = _files_text([name for _, name in files], len(names))
+            try:
+                df = self.spark.read.parquet(*(path for path, _ in files))
+            except (PySparkException, Py4JJavaError) as exc:
+                problem = f"{named} is not a readable parquet file: {cause_text(exc)}"
+                raise InputError(problem) from exc
+            for column in nanos:
+                micros = f"(`{column}` - pmod(`{column}`, 1000)) div 1000"
+                df = df.withColumn(column, F.expr(f"timestamp_micros({micros})"))
+            parts.append((df, named))
+        return parts
+
+    def _footer(self, path: str, name: str) -> tuple[str, frozenset[str]]:
+        """A file's schema as its footer states it (the grouping key: the parquet schema and
+        Spark's own, when a Spark wrote it), and its nanosecond timestamp columns."""
+        jvm = self.spark.sparkContext._jvm
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
         try:
-            return self.spark.read.parquet(*paths)
-        except (PySparkException, Py4JJavaError) as exc:
-            name = _name(inputs)
-            raise InputError(f"{name} is not a readable parquet file or folder: {cause_text(exc)}"
-                             ) from exc
+            source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+                jvm.org.apache.hadoop.fs.Path(path), conf
+            )
+            reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
+        except Py4JJavaError as exc:
+            raise InputError(f"{name} is not a readable parquet file: {cause_text(exc)}") from exc
+        try:
+            meta = reader.getFooter().getFileMetaData()
+        finally:
+            reader.close()
+        schema = meta.getSchema()
+        nanos = frozenset(
+            field.getName() for field in schema.getFields()
+            if field.isPrimitive() and "NANOS" in str(field.getLogicalTypeAnnotation() or "")
+        )  # fmt: skip
+        spark_schema = meta.getKeyValueMetaData().get(_SPARK_SCHEMA_KEY) or ""
+        return f"{schema.toString()}\n{spark_schema}", nanos
 
     def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> str:
         """Write ``df`` under ``uri``, replacing only the partitions it holds (reruns are safe).
@@ -108,9 +154,11 @@ class Lake:
             _s3().upload_file(str(f), bucket, f"{prefix}{f.relative_to(local).as_posix()}")
 
 
-def _name(inputs: Described) -> str:
-    source = inputs.source
-    return source.key if source.bucket is None else f"s3://{source.bucket}/{source.key}"
+def _files_text(names: list[str], of: int) -> str:
+    """How to name a group of input files in a message: the file, or the first and the count."""
+    if len(names) == 1:
+        return names[0]
+    return f"{names[0]} (and {len(names) - 1} more of the {of} files with its schema)"
 
 
 def _spark_has_s3(spark: SparkSession) -> bool:

@@ -41,6 +41,13 @@ class JobOptions:
 def configure(spark: SparkSession) -> None:
     """Session settings the rules rely on, the same on Glue and in local mode."""
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # dates of timestamps are UTC dates
+    # Dates of any era are dates: parquet is read and written in the proleptic Gregorian
+    # calendar, never refused as "ancient" (a 0001-01-01 sentinel, a first order in 1500).
+    for mode in ("datetimeRebaseModeInRead", "datetimeRebaseModeInWrite", "int96RebaseModeInRead",
+                 "int96RebaseModeInWrite"):  # fmt: skip
+        spark.conf.set(f"spark.sql.parquet.{mode}", "CORRECTED")
+    # Nanosecond timestamps (pandas' default) as numbers: the reader turns them into timestamps.
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     spark.conf.set("spark.sql.ansi.enabled", "false")  # unparseable text becomes null, not an error
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")  # rerun = same files
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not legacy INT96
@@ -87,7 +94,7 @@ def transform(
     4. the tally of what the two outputs hold, read back (narrow columns only).
     """
     country_keys = rules.requested_country_keys(options.countries)
-    raw = t.check_input(lake.read_parquet(inputs or lake_io.describe(options.source)))
+    raw = t.unify(lake.read_parts(inputs or lake_io.describe(options.source)))
 
     def scoped(seen: Observation | None = None) -> DataFrame:
         return t.select_in_scope(raw, country_keys, seen)

@@ -1,6 +1,7 @@
 """The job's steps as pure DataFrame-in/DataFrame-out functions.
 
-read -> :func:`check_input` -> :func:`select_in_scope` -> :func:`distinct_rows` (exact duplicates
+read (one DataFrame per distinct file schema) -> :func:`unify` (each checked, cast to one canonical
+schema, unioned) -> :func:`select_in_scope` -> :func:`distinct_rows` (exact duplicates
 found through a cheap hash-first pass) -> :func:`classify` (normalise, reason per row) ->
 :func:`assign_segments` -> :func:`kept_rows` / :func:`rejected_rows` (the lake outputs) ->
 :func:`tally`, the counts of those outputs: the tiny result that is all that reaches the driver
@@ -12,6 +13,9 @@ mode to billions of rows on a Glue cluster. The rules themselves (order, codes, 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
@@ -35,14 +39,16 @@ ACCEPTED_TYPES: dict[str, tuple[type, ...]] = {
 #: ``rules.WHITESPACE`` as a Spark SQL string literal (unicode escapes: no quoting surprises).
 _WS_SQL = "'" + "".join(f"\\u{ord(c):04X}" for c in rules.WHITESPACE) + "'"
 _INF = float("inf")
+_TIME_COLUMNS = ("timestamp", "last_order_ts", "first_order_ts")
 
 
-def check_input(df: DataFrame) -> DataFrame:
-    """The six input columns; fails with a message naming any missing or ill-typed column."""
+def check_input(df: DataFrame, files: str = "input") -> DataFrame:
+    """The six input columns; fails with a message naming ``files`` and any missing or ill-typed
+    column."""
     missing = [c for c in rules.INPUT_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
-            f"input lacks required column(s) {', '.join(missing)}; "
+            f"{files} lacks required column(s) {', '.join(missing)}; "
             f"found {', '.join(df.columns) or 'no columns'}"
         )
     wrong = [
@@ -51,8 +57,44 @@ def check_input(df: DataFrame) -> DataFrame:
         if not isinstance(df.schema[c].dataType, ACCEPTED_TYPES[c])
     ]
     if wrong:
-        raise InputError(f"input column(s) of an unusable type: {'; '.join(wrong)}")
+        raise InputError(f"{files}: input column(s) of an unusable type: {'; '.join(wrong)}")
     return df.select(*rules.INPUT_COLUMNS)
+
+
+def _canonical(column: str, types: list[T.DataType]) -> T.DataType:
+    """One type for a column that files store differently. A column stored one way everywhere
+    keeps its type (a single file is read as it is); times of several time types become
+    timestamps, numbers of several numeric types doubles; when text is among them, the column is
+    compared as text (so exact duplicates stay exact: text is never reinterpreted)."""
+    if all(t == types[0] for t in types):
+        return types[0]
+    if any(isinstance(t, T.StringType) for t in types):
+        return T.StringType()
+    return T.TimestampType() if column in _TIME_COLUMNS else T.DoubleType()
+
+
+def _cast(column: str, source: T.DataType, target: T.DataType) -> Column:
+    value = F.col(column)
+    if source == target:
+        return value
+    if isinstance(target, T.StringType) and isinstance(source, T.FractionalType):
+        # Decimal notation that reads back as the same number; infinities included.
+        value = F.when(F.col(column) == _INF, F.lit("1e999")).when(
+            F.col(column) == -_INF, F.lit("-1e999")).otherwise(F.col(column).cast("string"))
+    return value.cast(target).alias(column)
+
+
+def unify(parts: Sequence[tuple[DataFrame, str]]) -> DataFrame:
+    """The input as one DataFrame: each part (a DataFrame of files sharing one schema, and how
+    to name them) checked, cast to the canonical schema, and unioned by column name."""
+    checked = [(check_input(df, files), files) for df, files in parts]
+    schema = {c: _canonical(c, [df.schema[c].dataType for df, _ in checked])
+              for c in rules.INPUT_COLUMNS}  # fmt: skip
+    frames = [
+        df.select(*(_cast(c, df.schema[c].dataType, schema[c]) for c in rules.INPUT_COLUMNS))
+        for df, _ in checked
+    ]
+    return reduce(DataFrame.unionByName, frames)
 
 
 def country_key(name: str) -> Column:
@@ -126,23 +168,34 @@ def distinct_rows(
     return once.unionByName(groups).drop("row_hash")
 
 
-def _full_date(name: str) -> Column:
-    """Whether text column ``name`` holds a whole date: a year before a first '-', then another.
+def _trimmed_sql(name: str) -> str:
+    """SQL of text column ``name`` with ``rules.WHITESPACE`` (all of Unicode's) trimmed."""
+    return f"trim(BOTH {_WS_SQL} FROM `{name}`)"
 
-    Spark's cast trims whitespace and reads every accepted shape, but it also reads a bare year
-    ("2018"), a year and month ("2018-05") and a time of day alone ("10:00", as today).
-    """
-    first_dash = F.instr(F.col(name), "-")
-    second_dash = F.expr(f"locate('-', `{name}`, instr(`{name}`, '-') + 1)")
-    return (first_dash > 1) & (second_dash > 0)
+
+def _full_date(text: str) -> Column:
+    """Whether the text of SQL expression ``text`` holds a whole date: a year before a first
+    '-', then another. Spark's cast reads every accepted shape, but it also reads a bare year
+    ("2018"), a year and month ("2018-05") and a time of day alone ("10:00", as today)."""
+    return F.expr(f"instr({text}, '-') > 1 AND locate('-', {text}, instr({text}, '-') + 1) > 0")
 
 
 def _timestamp(df: DataFrame, name: str) -> Column:
-    """A timestamp from a string (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601) or a time type."""
-    value = F.col(name).cast("timestamp")
-    if isinstance(df.schema[name].dataType, T.StringType):
-        return F.when(_full_date(name), value)
-    return value
+    """A timestamp from text (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601, whitespace trimmed) or
+    from a time type; unreadable text gives null."""
+    if not isinstance(df.schema[name].dataType, T.StringType):
+        return F.col(name).cast("timestamp")
+    text = _trimmed_sql(name)
+    return F.when(_full_date(text), F.expr(text).cast("timestamp"))
+
+
+def _number(df: DataFrame, name: str) -> Column:
+    """A double from a number, or from text in decimal notation (``rules.DECIMAL_NUMBER``,
+    whitespace trimmed); any other text gives null."""
+    if not isinstance(df.schema[name].dataType, T.StringType):
+        return F.col(name).cast("double")
+    text = F.expr(_trimmed_sql(name))
+    return F.when(text.rlike(f"^{rules.DECIMAL_NUMBER}$"), text.cast("double"))
 
 
 def _first_match(cases) -> Column:
@@ -174,10 +227,10 @@ def classify(distinct: DataFrame, counted: Observation | None = None) -> DataFra
 
     The ``reason`` is the first cleaning rule the row fails; duplicate copies beyond the first
     are counted in ``copies`` and materialised by :func:`rejected_rows`. Numbers come from numbers
-    or their text (Spark's cast trims whitespace; empty or unreadable text gives null); dates of
-    timestamps are UTC dates. ``counted`` observes the distinct rows (``rows``) and the kept ones
-    (``kept``); observing also keeps Spark from evaluating the rules again below the kept or
-    rejected filter of an output.
+    or their decimal text, times from time types or their text (whitespace trimmed; empty or
+    unreadable text gives null); dates of timestamps are UTC dates. ``counted`` observes the
+    distinct rows (``rows``) and the kept ones (``kept``); observing also keeps Spark from
+    evaluating the rules again below the kept or rejected filter of an output.
     """
     typed = distinct.select(
         *ROW_KEY,
@@ -185,8 +238,8 @@ def classify(distinct: DataFrame, counted: Observation | None = None) -> DataFra
         _timestamp(distinct, "timestamp").alias("voucher_ts"),
         _timestamp(distinct, "last_order_ts").alias("last_order"),
         _timestamp(distinct, "first_order_ts").alias("first_order"),
-        F.col("total_orders").cast("double").alias("orders"),
-        F.col("voucher_amount").cast("double").alias("amount"),
+        _number(distinct, "total_orders").alias("orders"),
+        _number(distinct, "voucher_amount").alias("amount"),
     )
     normalised = typed.select("*", *(_utc_day(ts).alias(day) for ts, day in _DAYS.items()))
     orders, amount = F.col("orders"), F.col("amount")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from chalicelib.api.errors import ApiError, bad_request
-from chalicelib.rules import MAX_WHOLE_ORDERS, WHITESPACE
+from chalicelib.rules import DECIMAL_NUMBER, MAX_WHOLE_ORDERS, WHITESPACE, decimal_number
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_CUSTOMER_ID_CHARS = 200
@@ -23,8 +23,11 @@ TIMESTAMP_PATTERN = (
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
 )
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_DIGITS = re.compile(r"[0-9]+")
-_ORDERS_HINT = 'a non-negative whole number such as 15, 15.0 or "15"'
+_ORDERS_HINT = 'a non-negative whole number such as 15, 15.0, "15" or "15.0"'
+#: ``total_orders`` text as the OpenAPI document states it: the pipeline's decimal notation.
+_SPACE = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
+ORDERS_TEXT_PATTERN = f"^{_SPACE}*{DECIMAL_NUMBER}{_SPACE}*$"
+_MAX_NUMBER_TEXT = 100  # longer text is no number anyone wrote (and never converted)
 
 
 @dataclass(frozen=True)
@@ -136,13 +139,14 @@ def _strict(body: dict) -> bool:
 
 
 def _orders(body: dict) -> int | None:
+    """A whole, non-negative number of orders: a JSON number, or text in the decimal notation the
+    pipeline reads (``rules.decimal_number``: ``"15"``, ``"15.0"``, ``" 1.5e1 "``)."""
     value = body.get("total_orders")
     if value is None:
         return None
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        digits = value.lstrip("0") or "0"
-        orders = int(digits) if len(digits) <= 16 else MAX_WHOLE_ORDERS + 1
-    elif isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
+        value = decimal_number(value)
+    if isinstance(value, int) and not isinstance(value, bool):
         orders = value
     elif isinstance(value, float) and value.is_integer():
         orders = int(value)

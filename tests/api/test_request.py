@@ -24,19 +24,23 @@ def refusal(raw) -> ApiError:
     return caught.value
 
 
-@pytest.mark.parametrize("value", [15, 15.0, "15", "015"])
-def test_total_orders_accepts_integers_integral_numbers_and_digit_strings(value):
+@pytest.mark.parametrize("value", [15, 15.0, "15", "015", "15.0", " 15 ", "\u00a015\u3000",
+                                   "1.5e1", "+15", "15."])
+def test_total_orders_accepts_whole_numbers_and_their_decimal_text_as_the_pipeline_reads_it(
+    value,
+):
     assert parse(total_orders=value).total_orders == 15
 
 
-@pytest.mark.parametrize("value", ["2.0", "15 ", "-1", "", "1e3", 2.5, True, [15], {"n": 15},
-                                   2**53 + 1, "9" * 40, 1e300])
+@pytest.mark.parametrize("value", ["", "  ", "3d", "0x1p2", "1_000", "NaN", "Infinity", "١٥",
+                                   "15.5", 2.5, True, [15], {"n": 15}, 2**53 + 1, "9" * 40,
+                                   1e300, "1" * 101])
 def test_total_orders_refuses_anything_else(value):
     error = refusal(json.dumps({**BASE, "total_orders": value}))
     assert (error.status, error.code, error.field) == (400, "invalid_field", "total_orders")
 
 
-@pytest.mark.parametrize("value", [-1, -3.0])
+@pytest.mark.parametrize("value", [-1, -3.0, "-1", " -3.0 "])
 def test_negative_orders_are_impossible(value):
     error = refusal(json.dumps({**BASE, "total_orders": value}))
     assert (error.code, error.field) == ("impossible_value", "total_orders")
@@ -57,6 +61,24 @@ def test_negative_orders_are_impossible(value):
 )
 def test_timestamps_in_the_three_shapes_count_by_their_utc_date(value, utc_date):
     assert parse(last_order_ts=value, timestamp="2019-01-01").last_order == utc_date
+
+
+@pytest.mark.parametrize(
+    ("value", "utc_date"),
+    [("0001-01-01", date(1, 1, 1)), ("0001-01-01T00:00:00Z", date(1, 1, 1)),
+     ("1500-03-01 10:00:00", date(1500, 3, 1)), ("9999-12-31T23:59:59", date(9999, 12, 31))],
+)
+def test_dates_of_any_era_python_postgresql_and_json_share_are_dates(value, utc_date):
+    """Years 1 to 9999: a sentinel 0001-01-01 or a first order in 1500 is a date like any other."""
+    request = parse(first_order_ts=value, last_order_ts=None, timestamp="9999-12-31T23:59:59")
+    assert request.first_order == utc_date
+
+
+@pytest.mark.parametrize("value", ["0000-01-01", "0000-00-00", "10000-01-01", "-0001-01-01",
+                                   "0001-01-01T00:00:00+01:00"])  # before year 1 in UTC
+def test_dates_outside_years_1_to_9999_are_refused_naming_the_field(value):
+    error = refusal(json.dumps({**BASE, "first_order_ts": value}))
+    assert (error.status, error.code, error.field) == (400, "invalid_field", "first_order_ts")
 
 
 @pytest.mark.parametrize(

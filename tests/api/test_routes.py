@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from app import app
-from chalicelib.api.request import TIMESTAMP_PATTERN
+from chalicelib.api.request import ORDERS_TEXT_PATTERN, TIMESTAMP_PATTERN
 from chalicelib.rules import SEGMENT_RULES
 from tests import sample_runs
 from tests.helpers import SAMPLE, assert_error, get, post, table_counts
@@ -58,6 +58,13 @@ def test_every_recency_boundary(client, published, days, segment):
     assert status == 200
     assert (body["segment"], body["basis"]) == (segment, "segment")
     assert body["voucher_amount"] == PERU["recency_segment", segment]
+
+
+def test_a_last_order_in_year_1_is_a_date_like_any_other(client, published):
+    status, body = post(client, {"country_code": "Peru", "segment_name": "recency_segment",
+                                 "last_order_ts": "0001-01-01"})
+    assert (status, body["segment"], body["basis"]) == (200, "180+", "segment")
+    assert body["voucher_amount"] == PERU["recency_segment", "180+"]
 
 
 def test_recency_counts_utc_dates(client, published):
@@ -142,7 +149,7 @@ def test_an_unpublished_country_is_a_404_naming_the_published_ones(client, publi
         ({**SAMPLE, "segment_name": "frequent_segment", "total_orders": None}, 400,
          "missing_field", "total_orders"),
         ({**SAMPLE, "total_orders": -2}, 400, "impossible_value", "total_orders"),
-        ({**SAMPLE, "total_orders": "2.0"}, 400, "invalid_field", "total_orders"),
+        ({**SAMPLE, "total_orders": "2.5"}, 400, "invalid_field", "total_orders"),
         ({**SAMPLE, "last_order_ts": "yesterday"}, 400, "invalid_field", "last_order_ts"),
         ({**SAMPLE, "first_order_ts": "2018-06-01"}, 400, "impossible_value", "first_order_ts"),
         ({**SAMPLE, "timestamp": "2018-05-02"}, 400, "impossible_value", "last_order_ts"),
@@ -291,5 +298,7 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
     schema = document["components"]["schemas"]["VoucherRequest"]["properties"]
     assert {schema[f]["pattern"] for f in ("last_order_ts", "first_order_ts", "timestamp")} == {
         TIMESTAMP_PATTERN}
+    [text] = [t for t in schema["total_orders"]["oneOf"] if t["type"] == "string"]
+    assert text["pattern"] == ORDERS_TEXT_PATTERN  # the pipeline's notation, from rules
     on_disk = Path(__file__).parents[2] / "chalicelib/api/static/openapi.json"
     assert json.loads(on_disk.read_text()) == document

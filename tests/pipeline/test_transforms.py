@@ -6,6 +6,8 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -79,7 +81,9 @@ def reason_of(spark, change: dict, schema=REAL_SCHEMA) -> str | None:
         ({"first_order_ts": None}, "missing_value"),
         ({"total_orders": "-1.0"}, "invalid_value"),
         ({"total_orders": "2.5"}, "invalid_value"),
-        ({"total_orders": "Infinity"}, "invalid_value"),
+        ({"total_orders": "Infinity"}, "missing_value"),  # not decimal notation: unparseable
+        ({"total_orders": "3d"}, "missing_value"),  # Java's float suffix: no number
+        ({"total_orders": "1e999"}, "invalid_value"),  # decimal notation, infinite
         ({"total_orders": "1e300"}, "invalid_value"),
         ({"voucher_amount": 0.0}, "invalid_value"),
         ({"voucher_amount": -5.0}, "invalid_value"),
@@ -353,3 +357,42 @@ def test_a_run_fails_when_its_input_changes_while_it_reads_it(spark, tmp_path):
     finally:
         job_log.removeHandler(handler)
         job_log.setLevel(level)
+
+
+NUMBER_TEXT = st.text(alphabet="0123456789+-.eExd_ \t\u00a0\u3000\u2003١", max_size=9)
+COUNTRY_TEXT = st.text(alphabet="PeruÉσΣß \t\n\u00a0\u3000\u2003\u202f\u205f\u200b\x1c", max_size=8)
+
+
+@settings(max_examples=3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(NUMBER_TEXT, min_size=300, max_size=300),
+       names=st.lists(COUNTRY_TEXT, min_size=300, max_size=300))
+def test_the_job_reads_number_text_and_country_names_as_the_api_does(spark, texts, names):
+    """One definition, two engines: Spark's reading of number text and country names equals the
+    Python the API runs (``rules.decimal_number``, ``rules.country_key``) on any such text."""
+    df = spark.createDataFrame(list(zip(texts, names, strict=True)), "n string, c string")
+    got = df.select(t._number(df, "n").alias("number"), t.country_key("c").alias("key")).collect()
+    assert [r["number"] for r in got] == [rules.decimal_number(text) for text in texts]
+    assert [r["key"] for r in got] == [rules.country_key(name) for name in names]
+
+
+def test_a_prefix_of_several_schemas_is_read_as_one_canonical_frame(spark):
+    """Each part keeps its values; a column stored two ways is compared as text (numbers in
+    decimal notation that reads back as the same number, infinities included)."""
+    text = frame(spark, {"total_orders": "2.0", "voucher_amount": 2640.0})
+    typed_schema = T.StructType([*REAL_SCHEMA.fields[:4],
+                                 T.StructField("total_orders", T.LongType()),
+                                 T.StructField("voucher_amount", T.DoubleType())])
+    typed = frame(spark, {"total_orders": 3, "voucher_amount": float("inf")},
+                  schema=typed_schema)
+    unified = t.unify([(text, "a.parquet"), (typed, "b.parquet")])
+    assert unified.schema["total_orders"].dataType == T.StringType()
+    assert unified.schema["voucher_amount"].dataType == T.DoubleType()  # stored one way: kept
+    rows = t.assign_segments(t.classify(t.distinct_rows(t.select_in_scope(unified, ("peru",)))))
+    got = sorted((r["total_orders"], r["orders"], r["amount"], r["reason"]) for r in rows.collect())
+    assert got == [("2.0", 2.0, 2640.0, None), ("3", 3.0, float("inf"), "invalid_value")]
+    with pytest.raises(t.InputError, match="b.parquet: input column.*total_orders is boolean"):
+        bad = frame(spark, {"total_orders": True}, schema=T.StructType(
+            [*REAL_SCHEMA.fields[:4], T.StructField("total_orders", T.BooleanType()),
+             REAL_SCHEMA.fields[5]]))
+        t.unify([(text, "a.parquet"), (bad, "b.parquet")])

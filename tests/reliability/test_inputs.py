@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,6 +17,7 @@ import pytest
 
 from chalicelib import rules
 from scripts.generate_data import generate
+from tests import oracle
 from tests.helpers import fetch, post, run_job, upload
 
 
@@ -163,3 +166,122 @@ def test_odd_but_valid_shapes_unicode_long_names_and_extreme_numbers_are_process
     for name, amount in answers:
         status, answer = post(client, {**request, "country_code": name})
         assert (status, answer["voucher_amount"], answer["basis"]) == (200, amount, "segment")
+
+
+# ---------------------------------------------------------------- files from other writers
+
+
+def retyped(table: pa.Table, **types: pa.DataType) -> pa.Table:
+    """``table`` with columns stored as other physical types, as another writer would: text read
+    as it means (an unreadable value becomes null)."""
+    for name, kind in types.items():
+        values = [_value(v, kind) for v in table.column(name).to_pylist()]
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, kind))
+    return table
+
+
+def _value(value, kind: pa.DataType):
+    if pa.types.is_boolean(kind):
+        return None
+    if pa.types.is_temporal(kind):
+        if not isinstance(value, str) or oracle.utc_day(value) is None:
+            return None
+        moment = dt.datetime.fromisoformat(value.strip())
+        if moment.tzinfo:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        return moment.date() if pa.types.is_date(kind) else moment
+    number = oracle.number(value)
+    if number is None or math.isinf(number):
+        return None
+    if pa.types.is_decimal(kind):
+        return Decimal(f"{number:.2f}")
+    if pa.types.is_integer(kind):
+        return int(number) if number.is_integer() else None
+    return number
+
+
+def stats(conn, run_id: str) -> dict[str, tuple]:
+    return {key: (rows_in, kept, {r: n for r, n in by_reason.items() if n})
+            for key, rows_in, kept, by_reason in fetch(
+                conn, "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
+                " FROM run_country_stats WHERE run_id = %s", run_id)}  # fmt: skip
+
+
+def test_an_ancient_or_sentinel_date_is_a_date_the_rules_judge(stack, published, s3):
+    rows = [
+        {**GOOD, "first_order_ts": dt.datetime(1, 1, 1)},  # .NET / SQL Server "no date"
+        {**GOOD, "first_order_ts": dt.datetime(1500, 1, 1), "timestamp": "2018-07-21"},
+        {**GOOD, "last_order_ts": "1500-03-01", "first_order_ts": dt.datetime(1499, 1, 1)},
+        {**GOOD, "last_order_ts": "9999-12-31"},  # far future: after the voucher
+    ]
+    table = pa.table({name: [row[name] for row in rows] for name in GOOD})
+    table = table.set_column(3, "first_order_ts", table.column(3).cast(pa.timestamp("us")))
+    run_id = run_job(stack, upload(s3, stack, "incoming/sentinels.parquet", parquet(table)))
+    assert stats(published, run_id) == {"peru": (4, 3, {"voucher_before_last_order": 1})}
+    [(oldest,)] = fetch(published, "SELECT segment_rows FROM voucher_selection WHERE run_id = %s"
+                        " AND segment_name = 'recency_segment' AND segment = '180+'", run_id)
+    assert oldest == 1  # the voucher 518 years after the last order of 1500
+
+
+def test_a_prefix_mixing_writers_is_one_run_over_every_file(stack, published, s3, client):
+    text = generate(600, seed=21)  # the real file's types: times and numbers as text
+    typed = retyped(generate(400, seed=22), timestamp=pa.timestamp("us", tz="UTC"),
+                    last_order_ts=pa.date32(), total_orders=pa.float64())
+    nanos = retyped(generate(300, seed=23), timestamp=pa.timestamp("ns"),
+                    total_orders=pa.int64(), voucher_amount=pa.decimal128(12, 2))
+    for name, table in (("a", text), ("b", typed), ("c", nanos)):
+        upload(s3, stack, f"incoming/mixed/{name}.parquet", parquet(table))
+    upload(s3, stack, "incoming/mixed/d.parquet", parquet(text.slice(0, 5)))  # rows seen in a
+    run_id = run_job(stack, f"s3://{stack.raw}/incoming/mixed/", countries="all")
+
+    [(rows_read, status)] = fetch(published, "SELECT rows_read, status FROM runs"
+                                  " WHERE run_id = %s", run_id)  # fmt: skip
+    assert (rows_read, status) == (1_305, "succeeded")
+    rows = [row for t in (text, typed, nanos, text.slice(0, 5)) for row in t.to_pylist()]
+    want = {key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
+            for key, c in oracle.outcomes(rows, None).items()}  # the SPEC, in plain Python
+    assert stats(published, run_id) == want
+    in_scope_copies = sum(1 for row in text.slice(0, 5).to_pylist() if oracle.country(row))
+    duplicates = sum(n.get("duplicate_row", 0) for _, _, n in want.values())
+    assert duplicates >= in_scope_copies > 0  # the rows file d repeats from file a
+
+
+def test_a_column_no_writer_can_mean_fails_the_run_naming_the_file_and_column(stack, published,
+                                                                               s3):
+    upload(s3, stack, "incoming/odd/a.parquet", parquet(generate(50, seed=24)))
+    upload(s3, stack, "incoming/odd/b.parquet",
+           parquet(retyped(generate(50, seed=25), last_order_ts=pa.bool_())))
+    with pytest.raises(Exception, match="."):
+        run_job(stack, f"s3://{stack.raw}/incoming/odd/", run_id="run-odd")
+    [(status, error)] = fetch(published, "SELECT status, error FROM runs WHERE run_id = 'run-odd'")
+    assert status == "failed" and "incoming/odd/b.parquet" in error, error
+    assert "last_order_ts is boolean" in error and "a.parquet" not in error
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("3d", "missing_value"), ("0x1p2", "missing_value"), ("1_000", "missing_value"),
+     ("NaN", "missing_value"), ("Infinity", "missing_value"), ("١٢", "missing_value"),
+     ("\u00a02\u3000", None), ("+2", None), ("2.0", None), (".2e1", None),
+     ("2.5", "invalid_value")],
+)
+def test_only_decimal_notation_is_a_number(stack, published, s3, text, reason):
+    row = {**GOOD, "total_orders": text}
+    table = pa.table({name: [row[name]] for name in GOOD})
+    run_id = run_job(stack, upload(s3, stack, "incoming/orders.parquet", parquet(table)))
+    assert stats(published, run_id) == {"peru": (1, 0 if reason else 1,
+                                                 {reason: 1} if reason else {})}
+
+
+def test_unicode_spaces_never_split_a_country(stack, published, s3, client):
+    names = ["Peru\u00a0", "\u3000peru", " PERU\u2003", "Peru", "\u202fLatvia\u205f"]
+    rows = [{**GOOD, "country_code": name, "timestamp": f"2018-07-21 18:59:{n:02d}"}
+            for n, name in enumerate(names)]
+    table = pa.table({name: [row[name] for row in rows] for name in GOOD})
+    run_id = run_job(stack, upload(s3, stack, "incoming/spaces.parquet", parquet(table)),
+                     countries="all")
+    assert stats(published, run_id) == {"peru": (4, 4, {}), "latvia": (1, 1, {})}
+    for name in names:
+        status, answer = post(client, {"country_code": name, "segment_name": "frequent_segment",
+                                       "total_orders": 2})
+        assert (status, answer["country_code"]) == (200, name.strip(oracle.UNICODE_SPACES).title())
