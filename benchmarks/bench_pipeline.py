@@ -1,12 +1,18 @@
-"""Pipeline benchmark: the Glue job's transform against a pandas baseline and a pyarrow floor.
+"""Pipeline benchmark: the Glue job against the least Spark must do, pandas, and a pyarrow floor.
 
 Per input (generated histories of several sizes, plus the real file when present), side by side
 in the same run, each measurement in a fresh subprocess, median of N runs:
 
-- ``spark``: ``glue_jobs.pipeline.transform`` in Spark local mode on the local path, writing its
-  curated and rejected outputs to a throwaway folder; session start timed apart from the transform;
+- ``spark`` (ours): ``glue_jobs.pipeline.run`` in Spark local mode on the local path (the run
+  recorded and published in a throwaway database, the outputs in a throwaway folder); the time of
+  each phase of the transform as the job returns it, and Spark's own account of the jobs of each
+  phase (their wall time and executor CPU) from its event log;
+- ``copy``: :mod:`benchmarks.spark_copy`, the same session reading every row, computing the
+  country key, writing every row once partitioned by country and counting what it wrote;
 - ``pandas``: :mod:`benchmarks.pandas_baseline` reads the whole file, cleans and groups in memory;
-- ``arrow``: the floor, pyarrow reads the same file and counts rows per country.
+- ``arrow``: the floor, pyarrow reads the same file and counts rows per country;
+- ``before`` (with ``--before REF``): ours as it was at a git ref, from a worktree of it, in the
+  same rounds: the before/after of a change on the same machine in one run.
 
 Wall time (inside the worker, and the whole process from spawn to exit), rows/s and the peak RSS
 of the process tree (``/proc/<pid>/status`` VmRSS of the worker and its descendants, sampled every
@@ -15,27 +21,30 @@ docs/benchmarks.md.
 
     make bench-pipeline                       # BENCH_SIZES=2000 BENCH_RUNS=1 for a tiny one
     python -m benchmarks.bench_pipeline --sizes 300000,1000000 --runs 3 --no-real
+    python -m benchmarks.bench_pipeline --before 069131e --sizes 1000000,10000000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.report import machine, throwaway_database, write_section
+from infra.local.settings import REAL_FILE, REPO_ROOT, from_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
 SECTION = "## Pipeline"
-ENGINES = ("spark", "pandas", "arrow")
+ENGINES = ("spark", "copy", "pandas", "arrow")
+LABELS = {"spark": "ours", "before": "ours before", "copy": "Spark copy", "pandas": "pandas",
+          "arrow": "floor"}
 DEFAULT_SIZES = "300000,1000000,3000000,10000000"
 SEED = 7
 #: 1-minute load averages sampled every second while workers run.
@@ -45,54 +54,104 @@ LOAD_SAMPLES: list[float] = []
 # --- workers: one measurement each, in a fresh interpreter --------------------------------------
 
 
-def _work_spark(path: str, countries: str) -> dict:
-    """The job as ``make pipeline`` runs it (record the run, transform, publish to the database
-    in ``DATABASE_URL``), on the local file; every phase timed from the job's progress lines."""
-    started = time.perf_counter()
-    from chalicelib.runs import new_run_id
-    from glue_jobs.pipeline import JobOptions, configure, run
+def _session(event_log: str):
+    """A local session as the job's (class archive, configuration), logging Spark's events."""
+    os.environ["PYSPARK_SUBMIT_ARGS"] = (
+        f"--conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{event_log}"
+        " pyspark-shell"
+    )
+    from glue_jobs.pipeline import configure
     from glue_jobs.voucher_selection_job import local_session
-    from infra.local.settings import from_env
 
     os.environ.setdefault("SPARK_CLASS_ARCHIVE", str(from_env().spark_class_archive))  # as runs do
-    imported = time.perf_counter()
     spark = local_session()
     spark.sparkContext.setLogLevel("ERROR")
     configure(spark)
-    session = time.perf_counter()
-    lines: list[tuple[str, float]] = []  # the job's progress lines, and when each was logged
+    return spark
 
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append((record.msg, time.perf_counter()))
 
-    def at(start: str) -> float:
-        return next(when for msg, when in lines if msg.startswith(start))
+def spark_jobs(event_log: str) -> dict[str, dict[str, float]]:
+    """Per job group (the job's phases label theirs ``voucher:<phase>``): Spark jobs, their wall
+    time, and the executor run and CPU time of their tasks, from Spark's event log."""
+    groups: dict[str, dict[str, float]] = {}
+    job_group, stage_group, started = {}, {}, {}
+    for file in Path(event_log).iterdir():
+        if file.name.startswith("."):  # the local filesystem's checksum files
+            continue
+        for line in filter(None, file.read_text().split("\n")):  # not splitlines: U+2028 is text
+            event = json.loads(line)
+            kind = event["Event"]
+            if kind == "SparkListenerJobStart":
+                group = (event.get("Properties") or {}).get("spark.jobGroup.id") or "other"
+                group = group.removeprefix("voucher:")
+                job_group[event["Job ID"]] = group
+                started[event["Job ID"]] = event["Submission Time"]
+                stage_group.update(dict.fromkeys(event["Stage IDs"], group))
+                entry = groups.setdefault(group, {"jobs": 0, "wall_s": 0.0, "run_s": 0.0,
+                                                  "cpu_s": 0.0})  # fmt: skip
+                entry["jobs"] += 1
+            elif kind == "SparkListenerJobEnd":
+                group = job_group[event["Job ID"]]
+                wall = event["Completion Time"] - started[event["Job ID"]]
+                groups[group]["wall_s"] += wall / 1e3
+            elif kind == "SparkListenerTaskEnd" and event["Stage ID"] in stage_group:
+                metrics = event.get("Task Metrics") or {}
+                entry = groups[stage_group[event["Stage ID"]]]
+                entry["run_s"] += metrics.get("Executor Run Time", 0) / 1e3
+                entry["cpu_s"] += metrics.get("Executor CPU Time", 0) / 1e9
+    return groups
 
-    job_log = logging.getLogger("voucher_selection")
-    job_log.setLevel(logging.INFO)
-    job_log.addHandler(Lines())
-    with tempfile.TemporaryDirectory(prefix="bench-lake-") as out:
-        options = JobOptions(path, countries, new_run_id(), f"{out}/curated", f"{out}/rejected")
-        result = run(spark, options).result
-    spark.stop()
-    recorded, counted, published = at("run %s started"), at("counted"), at("run %s published")
+
+def _work_spark(path: str, countries: str) -> dict:
+    """The job as ``make pipeline`` runs it (record the run, transform, publish to the database
+    in ``DATABASE_URL``), on the local file; its phases as it returns them."""
+    started = time.perf_counter()
+    from chalicelib.runs import new_run_id
+    from glue_jobs.pipeline import JobOptions, run
+
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as events:
+        imported = time.perf_counter()
+        spark = _session(events)
+        session = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-lake-") as out:
+            options = JobOptions(path, countries, new_run_id(), f"{out}/curated", f"{out}/rejected")
+            outcome = run(spark, options)
+        done = time.perf_counter()
+        spark.stop()
+        jobs = spark_jobs(events)
+    transform = sum(outcome.phases.values())
     return {
         "import_s": imported - started,
         "session_s": session - imported,
-        "record_s": recorded - session,  # the run's record in the database
-        "transform_s": counted - recorded,
-        "dedup_s": at("found") - recorded,  # rows read, repeated row hashes, their exact groups
-        "write_s": at("wrote") - at("found"),  # rules and segments, curated + rejected parquet
-        "tally_s": counted - at("wrote"),  # the two outputs read back and counted
-        "publish_s": published - counted,  # statistics and selections, one transaction
-        "work_s": published - imported,
+        "transform_s": transform,
+        "db_s": done - session - transform,  # record and publish the run (and the glue)
+        "work_s": done - imported,
+        "phases": {name: {"driver_s": seconds, **jobs.get(name, {})}
+                   for name, seconds in outcome.phases.items()},  # fmt: skip
         "countries": {
             c.country_key: {"rows_in": c.rows_in, "rows_kept": c.rows_kept,
                             "rejected_by_reason": dict(c.rejected_by_reason)}
-            for c in result.countries
+            for c in outcome.result.countries
         },  # fmt: skip
     }
+
+
+def _work_copy(path: str, countries: str) -> dict:
+    """:func:`benchmarks.spark_copy.copy` in the session the job would have."""
+    started = time.perf_counter()
+    from benchmarks.spark_copy import copy
+
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as events:
+        imported = time.perf_counter()
+        spark = _session(events)
+        session = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-copy-") as out:
+            rows = copy(spark, path, f"{out}/copy")
+        done = time.perf_counter()
+        spark.stop()
+    return {"import_s": imported - started, "session_s": session - imported,
+            "transform_s": done - session, "work_s": done - imported,
+            "countries": {k: {"rows_in": n} for k, n in rows.items()}}  # fmt: skip
 
 
 def _work_pandas(path: str, countries: str) -> dict:
@@ -120,7 +179,8 @@ def _work_arrow(path: str, countries: str) -> dict:
                 strict=True)}}  # fmt: skip
 
 
-WORKERS = {"spark": _work_spark, "pandas": _work_pandas, "arrow": _work_arrow}
+WORKERS = {"spark": _work_spark, "copy": _work_copy, "pandas": _work_pandas,
+           "arrow": _work_arrow}
 
 
 # --- the parent: processes, memory, medians -----------------------------------------------------
@@ -157,13 +217,17 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(engine: str, path: Path, countries: str, env: dict[str, str]) -> dict:
-    """One run of ``engine`` in a fresh subprocess: its own timings, process wall, peak tree RSS."""
+def measure(engine: str, path: Path, countries: str, env: dict[str, str],
+            trees: dict[str, Path]) -> dict:  # fmt: skip
+    """One run of ``engine`` in a fresh subprocess: its own timings, process wall, peak tree RSS.
+
+    ``before`` is ours run from the worktree in ``trees`` (its code, this machine, this round)."""
+    worker, cwd = ("spark", trees["before"]) if engine == "before" else (engine, REPO_ROOT)
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_pipeline", "--worker", engine,
+        [sys.executable, "-m", "benchmarks.bench_pipeline", "--worker", worker,
          "--data", str(path), "--countries", countries],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     peak, ticks = 0, 0
     while proc.poll() is None:
@@ -180,11 +244,23 @@ def measure(engine: str, path: Path, countries: str, env: dict[str, str]) -> dic
             "peak_rss_bytes": peak}  # fmt: skip
 
 
+def _median_phases(runs: list[dict]) -> dict:
+    """Per phase and measure, the median over the runs (phases as the first run names them)."""
+    return {
+        name: {key: statistics.median(r["phases"][name].get(key, 0.0) for r in runs)
+               for key in runs[0]["phases"][name]}
+        for name in runs[0]["phases"]
+    }  # fmt: skip
+
+
 def summarise(runs: list[dict]) -> dict:
     """Medians over the runs of one engine on one input (counts from the first run)."""
     keys = [k for k in runs[0] if k.endswith("_s") or k == "peak_rss_bytes"]
-    return {"runs": len(runs), **{k: statistics.median(r[k] for r in runs) for k in keys},
-            "countries": runs[0]["countries"]}  # fmt: skip
+    summary = {"runs": len(runs), **{k: statistics.median(r[k] for r in runs) for k in keys},
+               "countries": runs[0]["countries"]}  # fmt: skip
+    if "phases" in runs[0]:
+        summary["phases"] = _median_phases(runs)
+    return summary
 
 
 def parquet_rows(path: Path) -> int:
@@ -219,7 +295,8 @@ def counts_match(spark: dict, pandas: dict) -> bool:
 
 
 def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, countries: str,
-          env: dict[str, str], engines: tuple[str, ...] = ENGINES) -> list[dict]:  # fmt: skip
+          env: dict[str, str], engines: tuple[str, ...] = ENGINES,
+          trees: dict[str, Path] | None = None) -> list[dict]:  # fmt: skip
     results = []
     for label, path in inputs_:
         rows = parquet_rows(path)
@@ -228,7 +305,7 @@ def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, coun
         for i in range(n):  # engines interleaved: each round sees the same machine load
             for engine in engines:
                 print(f"{label}: {engine} run {i + 1}/{n}", flush=True)
-                measured[engine].append(measure(engine, path, countries, env))
+                measured[engine].append(measure(engine, path, countries, env, trees or {}))
         entry = {"input": label, "path": str(path), "rows": rows,
                  "file_mb": path.stat().st_size / 1e6,
                  "engines": {e: summarise(r) for e, r in measured.items()}}  # fmt: skip
@@ -236,8 +313,13 @@ def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, coun
         if "spark" in got and "pandas" in got:
             entry["counts_match"] = counts_match(got["spark"]["countries"],
                                                  got["pandas"]["countries"])
-        if "spark" in got and "arrow" in got:
-            entry["ours_over_floor"] = got["spark"]["work_s"] / got["arrow"]["work_s"]
+        if "spark" in got:
+            ours = got["spark"]
+            entry["ratios"] = {
+                f"ours/{other}": {"work": ours["work_s"] / got[other]["work_s"],
+                                  "process": ours["process_s"] / got[other]["process_s"]}
+                for other in ("copy", "pandas", "arrow", "before") if other in got
+            }  # fmt: skip
         for e in got.values():
             e["rows_per_s"] = rows / e["work_s"] if e["work_s"] else None
         results.append(entry)
@@ -262,6 +344,7 @@ def markdown(report: dict) -> str:
     d = report.get("load_during")
     during = (f"; 1-minute load sampled every second during the run: {d['min']:.1f} min, "
               f"{d['mean']:.1f} mean, {d['max']:.1f} max") if d else ""
+    before = report.get("before")
     lines = [
         SECTION,
         "",
@@ -275,87 +358,82 @@ def markdown(report: dict) -> str:
         "",
         "- **ours**: the job as `make pipeline` runs it, `glue_jobs.pipeline.run` in Spark local "
         "mode on the local file: *session* = starting the SparkSession (JVM included), *transform* "
-        "= find duplicates, classify, segment, write the curated and rejected parquet to a "
-        "throwaway folder and count them, *db* = record the run and publish its results in a "
-        "throwaway PostgreSQL database;",
+        "= its phases (read the footers, find duplicates, write the curated and the rejected "
+        "parquet to a throwaway folder, count them), *db* = record the run and publish its results "
+        "in a throwaway PostgreSQL database;",
+        "- **Spark copy**: `benchmarks/spark_copy.py`, the least this job must do, done by Spark "
+        "in the same session: read every row, compute the country key, write every row once as "
+        "parquet partitioned by country, count the rows per country from what was written;",
+        *([f"- **ours before**: the job at `{before}`, from a worktree of it, in the same rounds;"]
+          if before else []),
         "- **pandas**: `benchmarks/pandas_baseline.py`, the usual public solution: read the whole "
         "file, clean, segment and group in memory (writes nothing);",
         "- **floor**: pyarrow reads the whole file and counts rows per country.",
         "",
-        "*Work* is the time inside the worker after its imports (for ours: session + transform); "
-        "*process* is the whole subprocess, interpreter start to exit. Rows/s = rows / work. "
-        "Peak RSS is the whole process tree (Spark's JVM included), sampled every 0.1 s.",
+        "*Work* is the time inside the worker after its imports (session included); *process* is "
+        "the whole subprocess, interpreter start to exit. Rows/s = rows / work. Peak RSS is the "
+        "whole process tree (Spark's JVM included), sampled every 0.1 s. Ratios are ours over the "
+        "other engine, process time (work time in brackets).",
         "",
         "| input | rows | file | engine | runs | work s | process s | rows/s | peak RSS |"
-        " ours/floor (work) | counts match |",
+        " ours over it | counts match |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         for name, e in r["engines"].items():
-            label = {"spark": "ours", "pandas": "pandas", "arrow": "floor"}[name]
             work = f"{e['work_s']:.2f}"
             if name == "spark":
                 work += (f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform + "
-                         f"{e['record_s'] + e['publish_s']:.2f} db)")
-            ratio = f"{r['ours_over_floor']:.1f}x" if name == "spark" and "ours_over_floor" in r \
-                else ""
+                         f"{e['db_s']:.2f} db)")
+            ratio = r.get("ratios", {}).get(f"ours/{name}")
+            ratio = f"{ratio['process']:.2f}x ({ratio['work']:.2f}x)" if ratio else ""
             match = ("yes" if r["counts_match"] else "**no**") if name == "pandas" and \
                 "counts_match" in r else ""
             lines.append(
-                f"| {r['input']} | {r['rows']:,} | {r['file_mb']:.1f} MB | {label} | {e['runs']} "
-                f"| {work} | {e['process_s']:.2f} | {e['rows_per_s']:,.0f} | "
+                f"| {r['input']} | {r['rows']:,} | {r['file_mb']:.1f} MB | {LABELS[name]} | "
+                f"{e['runs']} | {work} | {e['process_s']:.2f} | {e['rows_per_s']:,.0f} | "
                 f"{_mib(e['peak_rss_bytes'])} | {ratio} | {match} |"
             )
-    lines += ["", *findings(report["results"]), "",
+    lines += ["", *phase_table(report["results"]), "", *findings(report["results"]), "",
               "Plot: `reports/bench_pipeline.png` (log-log wall time against rows); the same "
               "figures as JSON and Markdown beside it.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
-def phases(spark: dict) -> str:
-    if "dedup_s" not in spark:
-        return ""
-    return (f"the transform is {spark['dedup_s']:.1f} s reading and finding duplicates (repeated "
-            f"row hashes and their exact groups), {spark['write_s']:.1f} s applying the rules and "
-            f"writing the curated and rejected parquet, {spark['tally_s']:.1f} s counting the "
-            "outputs; ")
+def phase_table(results: list[dict]) -> list[str]:
+    """Where ours spends its time, per input and phase: the driver's wall time for the phase,
+    and Spark's account of the phase's jobs (their wall time, their tasks' executor CPU)."""
+    rows = [r for r in results if "phases" in r["engines"].get("spark", {})]
+    if not rows:
+        return []
+    names = list(rows[0]["engines"]["spark"]["phases"])
+    lines = ["Where ours spends its time, per phase (driver wall s / Spark jobs' wall s / "
+             "executor CPU s, from the job's own timings and Spark's event log):", "",
+             "| input | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]  # fmt: skip
+    for r in rows:
+        phases = r["engines"]["spark"]["phases"]
+        cells = [f"{p['driver_s']:.1f} / {p.get('wall_s', 0):.1f} / {p.get('cpu_s', 0):.1f}"
+                 if (p := phases.get(n)) else "" for n in names]  # fmt: skip
+        lines.append(f"| {r['input']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def findings(results: list[dict]) -> list[str]:
-    """Where the time goes, computed from the figures (so a rerun keeps it true)."""
-    measured = [r for r in results if {"spark", "pandas", "arrow"} <= set(r["engines"])]
+    """What the figures say, computed from them (so a rerun keeps it true)."""
+    measured = [r for r in results if {"spark", "copy"} <= set(r["engines"])]
     if not measured:
         return []
-    small, large = min(measured, key=lambda r: r["rows"]), max(measured, key=lambda r: r["rows"])
-    lines = ["Where the time goes:", ""]
-    for r in dict.fromkeys((small["input"], large["input"])):
-        r = next(x for x in measured if x["input"] == r)
-        s, p, a = (r["engines"][e] for e in ("spark", "pandas", "arrow"))
-        lines.append(
-            f"- {r['input']} ({r['rows']:,} rows): ours {s['work_s']:.1f} s = session start "
-            f"{s['session_s']:.1f} s "
-            f"({s['session_s'] / s['work_s']:.0%}) + transform {s['transform_s']:.1f} s + "
-            f"{s['record_s']:.2f} s recording and {s['publish_s']:.2f} s publishing the run, plus "
-            f"{s['process_s'] - s['work_s']:.1f} s of interpreter and imports; {phases(s)}"
-            "pandas "
-            f"{p['work_s']:.1f} s, floor {a['work_s']:.2f} s; "
-            f"ours/floor {r['ours_over_floor']:.0f}x, "
-            f"ours/pandas {s['work_s'] / p['work_s']:.1f}x; peak RSS ours "
-            f"{_mib(s['peak_rss_bytes'])}, pandas {_mib(p['peak_rss_bytes'])}, floor "
-            f"{_mib(a['peak_rss_bytes'])}."
-        )
-    generated = sorted((r for r in measured if r["input"] != "real file"), key=lambda r: r["rows"])
-    if len(generated) >= 2:
-        first, last = generated[0], generated[-1]
-        growth = last["rows"] / first["rows"]
-        per = {e: last["engines"][e]["work_s"] / first["engines"][e]["work_s"]
-               for e in ("spark", "pandas", "arrow")}  # fmt: skip
-        ours_t = last["engines"]["spark"]["transform_s"] / first["engines"]["spark"]["transform_s"]
-        lines.append(
-            f"- From {first['rows']:,} to {last['rows']:,} rows ({growth:.0f}x): ours takes "
-            f"{per['spark']:.1f}x longer (its transform alone {ours_t:.1f}x), pandas "
-            f"{per['pandas']:.1f}x, the floor {per['arrow']:.1f}x."
-        )
+    lines = ["What the figures say:", ""]
+    for r in measured:
+        ratios = r["ratios"]
+        parts = [f"ours/copy {ratios['ours/copy']['process']:.2f}x"]
+        for other, label in (("pandas", "ours/pandas"), ("arrow", "ours/floor"),
+                             ("before", "ours/before")):  # fmt: skip
+            if f"ours/{other}" in ratios:
+                parts.append(f"{label} {ratios[f'ours/{other}']['process']:.2f}x")
+        aim = "within" if ratios["ours/copy"]["process"] <= 1.5 else "beyond"
+        lines.append(f"- {r['input']}: {', '.join(parts)} (process time): {aim} the 1.5x aim.")
     return lines
 
 
@@ -367,6 +445,7 @@ def plot(report: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     styles = {"spark": ("ours (Spark local, transform + session)", "o-"),
+              "before": ("ours before", "o--"), "copy": ("Spark copy (read, key, write)", "D-"),
               "pandas": ("pandas baseline", "s-"), "arrow": ("floor (pyarrow read + count)", "^-")}
     generated = [r for r in report["results"] if r["input"] != "real file"]
     real = [r for r in report["results"] if r["input"] == "real file"]
@@ -422,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the command recorded in the report")
     parser.add_argument("--from-json", type=Path,
                         help="no measuring: render the reports (and --write) from this JSON")
+    parser.add_argument("--engines", default=os.environ.get("BENCH_ENGINES", ",".join(ENGINES)),
+                        help="engines to run, comma-separated (default: all); env BENCH_ENGINES")
+    parser.add_argument("--before", metavar="REF",
+                        help="also run ours as it was at this git ref (a worktree), same rounds")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -435,11 +518,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.replace("_", "").split(",") if s.strip()]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    with throwaway_database() as url:  # where ours records and publishes its runs
+    engines = tuple(e for e in args.engines.split(",") if e in ENGINES)
+    engines += ("before",) if args.before else ()
+    with throwaway_database() as url, worktree(args.before) as trees:
         results = bench(inputs(sizes, args.data_dir, None if args.no_real else args.real),
                         args.runs, args.single_run_from, args.countries,
-                        env={**os.environ, "DATABASE_URL": url})
+                        env={**os.environ, "DATABASE_URL": url,
+                             "SPARK_CLASS_ARCHIVE": str(from_env().spark_class_archive)},
+                        engines=engines, trees=trees)  # fmt: skip
     report = {"command": args.command, "machine": spark_machine(), "countries": args.countries,
+              "before": args.before,
               "runs": args.runs, "single_run_from": args.single_run_from,
               "load_before": load_before, "load_after": os.getloadavg(),
               "load_during": {"min": min(LOAD_SAMPLES, default=0.0),
@@ -448,6 +536,22 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": time.perf_counter() - started, "results": results}  # fmt: skip
     publish(report, args.out, args.write)
     return 0
+
+
+@contextlib.contextmanager
+def worktree(ref: str | None) -> Iterator[dict[str, Path]]:
+    """A git worktree of ``ref`` for the ``before`` engine (removed afterwards); none without."""
+    if not ref:
+        yield {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bench-before-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=REPO_ROOT,
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield {"before": folder}
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT,
+                       check=False, capture_output=True)  # fmt: skip
 
 
 def publish(report: dict, out: Path, docs: Path | None) -> None:

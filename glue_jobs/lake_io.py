@@ -18,6 +18,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from chalicelib import sources
 from chalicelib.sources import Described, InputError, is_s3, split_s3
@@ -118,14 +119,17 @@ class Lake:
         self._upload(local, uri)
         return str(local)
 
-    def read_written(self, location: str) -> DataFrame | None:
-        """The parquet a write left under ``location`` (a partition's folder); ``None`` when it
-        left nothing there (Spark writes no folder for an empty partition)."""
+    def read_written(self, location: str, written: DataFrame) -> DataFrame:
+        """What writing ``written`` left under ``location`` (a partition's folder), read with
+        ``written``'s schema (nothing to infer); empty when it left nothing there (Spark writes no
+        folder for an empty partition)."""
         context = self.spark.sparkContext
         path = context._jvm.org.apache.hadoop.fs.Path(location)
         if not path.getFileSystem(context._jsc.hadoopConfiguration()).exists(path):
-            return None
-        return self.spark.read.parquet(location)
+            return written.limit(0)
+        folder = location.rstrip("/").rsplit("/", 1)[1].split("=")[0]  # the partition read
+        schema = T.StructType([f for f in written.schema.fields if f.name != folder])
+        return self.spark.read.schema(schema).parquet(location)
 
     def _download(self, inputs: Described) -> list[str]:
         """Stage the described objects in a local folder, each checked to be parquet."""

@@ -51,12 +51,29 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.ansi.enabled", "false")  # unparseable text becomes null, not an error
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")  # rerun = same files
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not legacy INT96
+    # The run's observations (rows read, widest name, rows classified) sit below shuffles; an
+    # empty shuffle output must not let adaptive execution drop the plan that holds them.
+    spark.conf.set("spark.sql.adaptive.optimizer.excludedRules",
+                   "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation")
     # Country keys name the outputs' folders: read back as the text they were, never as numbers.
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
 
 
 #: How both lake outputs are partitioned.
 PARTITIONS = ["run_id", "country_key"]
+
+
+@contextlib.contextmanager
+def phase(spark: SparkSession, name: str) -> Iterator[None]:
+    """Label the Spark jobs the block runs with the transform's phase (``voucher:<name>``), so
+    that Spark's own event log and UI say where a run's time goes."""
+    context = spark.sparkContext
+    context.setJobGroup(f"voucher:{name}", name, interruptOnCancel=False)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+        context.setLocalProperty("spark.job.description", None)
 
 
 def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
@@ -82,40 +99,64 @@ def check_country_names(scoped: DataFrame, widest: int | None) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Transformed:
+    """The run's statistics and selections, and the driver's seconds per phase of the transform
+    (the same names label its Spark jobs: ``voucher:<phase>``)."""
+
+    result: runs.RunResult
+    phases: dict[str, float]
+
+
 def transform(
     spark: SparkSession, lake: Lake, options: JobOptions, inputs: Described | None = None
-) -> runs.RunResult:
+) -> Transformed:
     """Write the curated and rejected outputs, then count them into the run's statistics.
 
     Each pass scans the input again instead of caching it (memory is bounded at any size):
-    0. the rows read and the widest ``country_code`` (that column alone, no row work);
-    1. the row hashes that repeat, and the exact duplicate groups behind them (both tiny);
-    2. the curated output and 3. the rejected output, each row's rules evaluated once;
-    4. the tally of what the two outputs hold, read back (narrow columns only).
+    0. ``read``: the files' footers and one Spark read per distinct schema (no row is read);
+    1. ``duplicates``: the row hashes that repeat (observing the rows read and the widest
+       country name on the way), then the exact duplicate groups behind them (both tiny);
+    2. ``curated`` and 3. ``rejected``: the two outputs, each row's rules evaluated once a pass;
+    4. ``tally``: what the two outputs hold, read back (narrow columns only).
     """
-    country_keys = rules.requested_country_keys(options.countries)
-    raw = t.unify(lake.read_parts(inputs or lake_io.describe(options.source)))
+    timer = _Phases(spark)
+    with timer("read"):  # the files' footers, one read per schema, the canonical frame
+        inputs = inputs or lake_io.describe(options.source)
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(inputs)))
+        country_keys = rules.requested_country_keys(options.countries)
+        raw = t.unify(lake.read_parts(inputs))
 
     def scoped(seen: Observation | None = None) -> DataFrame:
         return t.select_in_scope(raw, country_keys, seen)
 
-    rows_read, widest = raw.agg(F.count(F.lit(1)), F.max(F.octet_length("country_code"))).first()
-    log.info("read %s rows from %s", f"{rows_read:,}", options.source)
-    check_country_names(scoped(), widest)
-    repeated = t.repeated_hashes(scoped()).cache()
-    groups = t.duplicate_groups(scoped(), repeated).cache()
+    read = Observation("read")
+    repeated = t.repeated_hashes(scoped(read)).cache()
+    groups = None
     try:
-        duplicated = groups.where(F.col("copies") > 1).count()
-        log.info("found %s rows with exact duplicates", f"{duplicated:,}")
+        with timer("duplicates"):
+            # Materialised before anything joins it, so that its size decides how the joins run
+            # (a cached plan is fixed when cached): a broadcast while it is small (as on real
+            # data), a shuffle join beyond Spark's threshold.
+            repeated.count()
+            rows_read = read.get["rows"]
+            log.info("read %s rows from %s", f"{rows_read:,}", options.source)
+            check_country_names(scoped(), read.get["widest"])
+            groups = t.duplicate_groups(scoped(), repeated).cache()
         read_again, counted = Observation("read again"), Observation("classified")
         distinct = t.distinct_rows(scoped(read_again), repeated, groups)
-        segmented = t.assign_segments(t.classify(distinct, counted))
+        classified = t.classify(distinct, counted)
         run = F.lit(options.run_id).alias("run_id")
         outputs = {
-            options.curated_location: t.kept_rows(segmented).select(run, "*"),
-            options.rejected_location: t.rejected_rows(segmented).select(run, "*"),
-        }
-        written = {uri: lake.write_parquet(df, uri, PARTITIONS) for uri, df in outputs.items()}
+            "curated": (options.curated_location,
+                        t.kept_rows(t.assign_segments(classified)).select(run, "*")),
+            "rejected": (options.rejected_location,
+                         t.rejected_rows(classified).select(run, "*")),
+        }  # fmt: skip
+        written = {}
+        for name, (uri, df) in outputs.items():
+            with timer(name):
+                written[name] = lake.write_parquet(df, uri, PARTITIONS)
         if read_again.get["rows"] != rows_read:
             raise InputError(
                 f"{options.source} changed while the run read it: {rows_read:,} rows, then"
@@ -126,16 +167,47 @@ def transform(
             f"{counted.get['kept']:,}", f"{counted.get['rows']:,}",
             options.curated_location, options.rejected_location,
         )  # fmt: skip
-        kept, rejected = (
-            lake.read_written(f"{written[uri]}/run_id={options.run_id}") or df.limit(0)
-            for uri, df in outputs.items()
-        )
-        result = build_result(t.tally(kept, rejected), rows_read)
-        log.info("counted %s in-scope rows", f"{sum(c.rows_in for c in result.countries):,}")
+        with timer("tally"):
+            kept, rejected = (
+                lake.read_written(f"{written[name]}/run_id={options.run_id}", df)
+                for name, (_, df) in outputs.items()
+            )
+            result = build_result(t.tally(kept, rejected), rows_read)
+        log.info("counted %s in-scope rows, %s of them exact duplicate copies",
+                 f"{sum(c.rows_in for c in result.countries):,}",
+                 f"{sum(c.rejected_by_reason['duplicate_row'] for c in result.countries):,}")
     finally:
-        groups.unpersist()
+        if groups is not None:
+            groups.unpersist()
         repeated.unpersist()
-    return result
+    return Transformed(result, timer.seconds)
+
+
+#: Input bytes per shuffle partition: a small input is not cut into many tiny tasks, a large
+#: one is cut finely enough to spread over a cluster.
+_BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
+
+
+def shuffle_partitions(inputs: Described) -> int:
+    """Shuffle partitions for a run, sized from its input (at least the cores, at most 2,000)."""
+    cores = SparkSession.getActiveSession().sparkContext.defaultParallelism
+    wanted = sum(size for _, size in inputs.objects) // _BYTES_PER_SHUFFLE_PARTITION
+    return max(cores, min(2_000, wanted))
+
+
+class _Phases:
+    """Times the transform's phases on the driver and labels their Spark jobs (``phase``)."""
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        with phase(self.spark, name):
+            yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
 
 
 @dataclass(frozen=True)
@@ -146,6 +218,7 @@ class RunOutcome:
     result: runs.RunResult
     published: list[str]
     serving: dict[str, str]
+    phases: dict[str, float]
 
 
 @contextlib.contextmanager
@@ -203,7 +276,8 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
              options.source, options.countries, inputs.source.objects)  # fmt: skip
     try:
         with heartbeat(options.run_id, lease_s), Lake(spark) as lake:
-            result = transform(spark, lake, options, inputs)
+            transformed = transform(spark, lake, options, inputs)
+            result = transformed.result
             published = db.with_connection(runs.publish_run, options.run_id, result)
     except BaseException as exc:
         _record_failure(options.run_id, exc)
@@ -211,7 +285,7 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
     log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
              time.monotonic() - started)  # fmt: skip
-    return RunOutcome(options.run_id, result, published, serving)
+    return RunOutcome(options.run_id, result, published, serving, transformed.phases)
 
 
 def _record_failure(run_id: str, exc: BaseException) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -97,9 +97,22 @@ def unify(parts: Sequence[tuple[DataFrame, str]]) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
+def _trimmed_sql(name: str) -> str:
+    """SQL of text column ``name`` with ``rules.WHITESPACE`` (all of Unicode's) trimmed.
+
+    Spark's trim of a set of characters is slow (a search of the set for every end character it
+    looks at, tenths of a microsecond a value), so it runs only for text whose first or last
+    character could be whitespace: below '!' or beyond ASCII (every whitespace character is).
+    """
+    c = f"`{name}`"
+    maybe = (f"{c} < '!' OR {c} >= '\\u0080' OR substring({c}, -1) < '!'"
+             f" OR substring({c}, -1) >= '\\u0080'")  # fmt: skip
+    return f"CASE WHEN {maybe} THEN trim(BOTH {_WS_SQL} FROM {c}) ELSE {c} END"
+
+
 def country_key(name: str) -> Column:
     """The Spark twin of ``rules.country_key``: ``rules.WHITESPACE`` trimmed, lower case."""
-    return F.lower(F.expr(f"trim(BOTH {_WS_SQL} FROM CAST(`{name}` AS STRING))"))
+    return F.lower(F.expr(_trimmed_sql(name)))
 
 
 def select_in_scope(
@@ -107,12 +120,14 @@ def select_in_scope(
 ) -> DataFrame:
     """Rows of the requested countries (``None``: every named country), with ``country_key``.
 
-    ``seen`` observes every row read (``rows``), before the scope filter. Observing there also
-    keeps Spark from computing each row's key twice, once for the filter and once for the column.
+    ``seen`` observes every row read (``rows``) and the most bytes a ``country_code`` has
+    (``widest``), before the scope filter. Observing there also keeps Spark from computing each
+    row's key twice, once for the filter and once for the column.
     """
     keyed = df.select(*rules.INPUT_COLUMNS, country_key("country_code").alias("country_key"))
     if seen is not None:
-        keyed = keyed.observe(seen, F.count(F.lit(1)).alias("rows"))
+        keyed = keyed.observe(seen, F.count(F.lit(1)).alias("rows"),
+                              F.max(F.octet_length("country_code")).alias("widest"))
     key = F.col("country_key")
     return keyed.where(key != "" if country_keys is None else key.isin(list(country_keys)))
 
@@ -128,10 +143,14 @@ def _row_hash() -> Column:
 def repeated_hashes(scoped: DataFrame) -> DataFrame:
     """The 64-bit hashes of the six columns that more than one row has.
 
-    Only rows with such a hash can be exact duplicates: finding them is one aggregation over a
-    long per row instead of over six columns of text, and its result is tiny on real data.
+    Only rows with such a hash can be exact duplicates: finding them is one pass over a long per
+    row instead of over six columns of text, and its result is tiny on real data. A count over a
+    window of each hash (a shuffle of the longs, then a sort) rather than a hash aggregation: the
+    hashes are almost all distinct, so an aggregation's map-side combine only costs.
     """
-    return scoped.groupBy(_row_hash()).count().where(F.col("count") > 1).select("row_hash")
+    copies = F.count(F.lit(1)).over(Window.partitionBy("row_hash"))
+    hashed = scoped.select(_row_hash())
+    return hashed.select("row_hash", copies.alias("n")).where("n > 1").select("row_hash").distinct()
 
 
 def duplicate_groups(scoped: DataFrame, repeated: DataFrame) -> DataFrame:
@@ -168,11 +187,6 @@ def distinct_rows(
     return once.unionByName(groups).drop("row_hash")
 
 
-def _trimmed_sql(name: str) -> str:
-    """SQL of text column ``name`` with ``rules.WHITESPACE`` (all of Unicode's) trimmed."""
-    return f"trim(BOTH {_WS_SQL} FROM `{name}`)"
-
-
 def _full_date(text: str) -> Column:
     """Whether the text of SQL expression ``text`` holds a whole date: a year before a first
     '-', then another. Spark's cast reads every accepted shape, but it also reads a bare year
@@ -182,20 +196,25 @@ def _full_date(text: str) -> Column:
 
 def _timestamp(df: DataFrame, name: str) -> Column:
     """A timestamp from text (``YYYY-MM-DD[ HH:MM:SS[.f]]`` or ISO 8601, whitespace trimmed) or
-    from a time type; unreadable text gives null."""
+    from a time type; unreadable text gives null. Text is read as it is first (the cast trims
+    ASCII spaces itself) and trimmed of Unicode whitespace only when that fails: the same answer,
+    without trimming the common case."""
     if not isinstance(df.schema[name].dataType, T.StringType):
         return F.col(name).cast("timestamp")
-    text = _trimmed_sql(name)
-    return F.when(_full_date(text), F.expr(text).cast("timestamp"))
+    trimmed = _trimmed_sql(name)
+    return F.coalesce(*(F.when(_full_date(text), F.expr(text).cast("timestamp"))
+                        for text in (f"`{name}`", trimmed)))  # fmt: skip
 
 
 def _number(df: DataFrame, name: str) -> Column:
     """A double from a number, or from text in decimal notation (``rules.DECIMAL_NUMBER``,
-    whitespace trimmed); any other text gives null."""
+    whitespace trimmed, as for times only when the text as it is is not one); any other text
+    gives null."""
     if not isinstance(df.schema[name].dataType, T.StringType):
         return F.col(name).cast("double")
-    text = F.expr(_trimmed_sql(name))
-    return F.when(text.rlike(f"^{rules.DECIMAL_NUMBER}$"), text.cast("double"))
+    decimal = f"^{rules.DECIMAL_NUMBER}$"
+    return F.coalesce(*(F.when(text.rlike(decimal), text.cast("double"))
+                        for text in (F.col(name), F.expr(_trimmed_sql(name)))))  # fmt: skip
 
 
 def _first_match(cases) -> Column:

@@ -25,21 +25,28 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
     assert len(report["load_before"]) == 3 and report["runs"] == 1
     [result] = report["results"]
     assert result["rows"] == 2000 and result["counts_match"] is True
-    assert set(result["engines"]) == {"spark", "pandas", "arrow"}
+    assert set(result["engines"]) == {"spark", "copy", "pandas", "arrow"}
     for engine in result["engines"].values():
         assert engine["runs"] == 1
         assert 0 < engine["work_s"] <= engine["process_s"]
         assert engine["rows_per_s"] > 0
         assert engine["peak_rss_bytes"] > 10 * 2**20  # a Python process at least
-    spark = result["engines"]["spark"]
-    parts = ("session_s", "record_s", "transform_s", "publish_s")
+    spark, copy = result["engines"]["spark"], result["engines"]["copy"]
+    parts = ("session_s", "transform_s", "db_s")
     assert min(spark[p] for p in parts) > 0
     assert abs(sum(spark[p] for p in parts) - spark["work_s"]) < 1e-6  # imports are apart
-    phases = spark["dedup_s"] + spark["write_s"] + spark["tally_s"]
-    assert min(spark["dedup_s"], spark["write_s"], spark["tally_s"]) > 0
-    assert abs(phases - spark["transform_s"]) < 1e-6
+    assert set(spark["phases"]) == {"read", "duplicates", "curated", "rejected", "tally"}
+    assert abs(sum(p["driver_s"] for p in spark["phases"].values()) - spark["transform_s"]) < 1e-6
+    for name in ("duplicates", "curated", "rejected", "tally"):  # Spark's own account of each
+        phase = spark["phases"][name]
+        assert phase["jobs"] >= 1 and 0 < phase["wall_s"] <= phase["driver_s"] + 0.05, name
+        assert 0 < phase["cpu_s"] <= phase["run_s"] * 1.05, name
+    assert copy["countries"] == {k: {"rows_in": v["rows_in"]}  # every row, every country
+                                 for k, v in spark["countries"].items()} or sum(
+        c["rows_in"] for c in copy["countries"].values()) == 2000
     assert spark["peak_rss_bytes"] > result["engines"]["arrow"]["peak_rss_bytes"]  # the JVM
-    assert result["ours_over_floor"] > 0
+    assert set(result["ratios"]) == {"ours/copy", "ours/pandas", "ours/arrow"}
+    assert all(r["work"] > 0 and r["process"] > 0 for r in result["ratios"].values())
     in_scope = sum(c["rows_in"] for c in spark["countries"].values())
     assert 0 < in_scope <= 2000
 

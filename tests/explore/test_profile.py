@@ -49,7 +49,7 @@ def test_the_numbers_are_those_of_a_run_of_the_job_on_the_same_input(
         rejected_location=str(tmp_path / "rejected"),
     )
     with Lake(spark) as lake:
-        result = transform(spark, lake, options)
+        result = transform(spark, lake, options).result
     assert sample_report.profile["run"] == jsonable(asdict(result))
 
     rejected = (

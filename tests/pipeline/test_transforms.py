@@ -343,7 +343,7 @@ def test_a_run_fails_when_its_input_changes_while_it_reads_it(spark, tmp_path):
 
     class OverwriteAfterTheFirstPass(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("found"):  # duplicates found: outputs come next
+            if record.getMessage().startswith("read "):  # the first pass done: outputs come next
                 write(source, rows=1_500, seed=2)
 
     job_log = logging.getLogger("voucher_selection")
