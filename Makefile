@@ -6,6 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3.11
+UV_VERSION ?= 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
@@ -13,6 +14,9 @@ PYTEST_ARGS ?=
 DATA ?=
 COUNTRIES ?= Peru
 PORT ?= 8000
+# The local AWS endpoint: moto, or localstack (installed on first use; Python 3.12+ needed).
+AWS ?= moto
+export AWS_EMULATOR := $(AWS)
 
 # Spark's workers must run the venv's interpreter, like its driver.
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
@@ -40,11 +44,19 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
+# uv installs the pinned requirements several times faster than pip; it comes from PyPI into
+# the venv itself, and pip does the work when it cannot be had.
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" \
 		"(Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@if $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); then \
+		echo "installing requirements-dev.txt with uv"; \
+		$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt; \
+	else \
+		echo "uv not available: installing requirements-dev.txt with pip"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
+	fi
 	@touch $@
 
 venv: $(STAMP) ## create .venv from requirements-dev.txt (again whenever a requirements file changes)
@@ -61,7 +73,7 @@ lint: venv ## ruff check .
 test: venv java lint up ## lint, stack up, every test (PYTEST_ARGS="-k name -x" to narrow); services stay up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-up: venv ## start (or reuse) moto and PostgreSQL, create the buckets, migrate the database
+up: venv ## start (or reuse) the AWS endpoint (AWS=moto|localstack) and PostgreSQL, provision
 	$(PY) -m infra.local.stack up
 
 down: ## stop the services this checkout started; their data stays in .state/

@@ -6,17 +6,15 @@ from chalice import Chalice
 
 from chalicelib import job_events, uploads
 from chalicelib import migrate as migrations
-from chalicelib.api import handlers
+from chalicelib.api import edge, handlers
 
 app = Chalice(app_name="voucher-selection")
+#: Where a stage asks for the API key (prod), every route with the product's answers or its
+#: operational data (buckets, keys, ETags, errors) asks for it; /health then says only "ok".
+KEYED = handlers.api_key_required()
 
 
-@app.route(
-    "/voucher",
-    methods=["POST"],
-    content_types=["*/*"],
-    api_key_required=os.environ.get("API_KEY_REQUIRED") == "true",  # prod: set by its stage
-)
+@app.route("/voucher", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
 def voucher():
     return handlers.voucher(app.current_request)
 
@@ -36,12 +34,12 @@ def health():
     return handlers.health(app.current_request)
 
 
-@app.route("/runs", methods=["GET"])
+@app.route("/runs", methods=["GET"], api_key_required=KEYED)
 def runs():
     return handlers.runs(app.current_request)
 
 
-@app.route("/runs/{run_id}", methods=["GET"])
+@app.route("/runs/{run_id}", methods=["GET"], api_key_required=KEYED)
 def run(run_id):
     return handlers.run(app.current_request, run_id)
 
@@ -49,6 +47,11 @@ def run(run_id):
 @app.route("/openapi.json", methods=["GET"])
 def openapi():
     return handlers.openapi(app.current_request)
+
+
+@app.middleware("http")
+def one_error_shape(event, get_response):
+    return edge.one_error_shape(get_response(event))
 
 
 @app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)

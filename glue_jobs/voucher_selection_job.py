@@ -1,8 +1,9 @@
 """The Glue job: arguments and session, then :func:`glue_jobs.pipeline.run`.
 
-On AWS Glue 5.0 (``awsglue`` importable) arguments come through ``getResolvedOptions`` and the
-session from a GlueContext; anywhere else the same argument names are parsed with argparse and a
-``local[*]`` SparkSession is started::
+On AWS Glue 5.0 (a run Glue started: it passes ``--JOB_RUN_ID``) arguments come through
+``getResolvedOptions`` and the session from a GlueContext; anywhere else, even where the
+``awsglue`` library is importable (AWS's AWSGlueDataplanePython), the same argument names are
+parsed with argparse and a ``local[*]`` SparkSession is started::
 
     python -m glue_jobs.voucher_selection_job --source s3://voucher-raw/incoming/history.parquet \\
         --countries Peru,Latvia
@@ -37,15 +38,25 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
 }
 
 
+def on_glue(argv: list[str]) -> bool:
+    """Whether Glue started this run: it passes ``--JOB_RUN_ID`` (with ``--JOB_ID`` and
+    ``--JOB_NAME``) to every job run; nothing else does."""
+    return "--JOB_RUN_ID" in argv
+
+
 def parse_args(argv: list[str]) -> dict[str, str]:
-    """Job arguments with their defaults, the Glue way when running on Glue."""
-    try:
-        from awsglue.utils import getResolvedOptions
-    except ImportError:
+    """Job arguments with their defaults, the Glue way when Glue started the run.
+
+    ``getResolvedOptions`` makes every option it is asked for required: it is asked only for
+    the ones given (and ``JOB_NAME``), the others take their defaults.
+    """
+    if not on_glue(argv):
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         for name, (default, text) in ARGUMENTS.items():
             parser.add_argument(f"--{name}", default=default, required=default is None, help=text)
         return vars(parser.parse_args(argv[1:]))
+    from awsglue.utils import getResolvedOptions
+
     given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
     resolved = getResolvedOptions(argv, ["JOB_NAME", *given])
     return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
@@ -102,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("voucher_selection").setLevel(logging.INFO)
     args = parse_args(argv)
     options = options_from(args)
-    try:
+    if not on_glue(argv):
+        outcome = _run_once(local_session(), options)
+    else:
         from awsglue.context import GlueContext
         from awsglue.job import Job
         from pyspark.context import SparkContext
-    except ImportError:
-        outcome = _run_once(local_session(), options)
-    else:
+
         glue = GlueContext(SparkContext.getOrCreate())
         job = Job(glue)
         job.init(args["JOB_NAME"], args)

@@ -20,10 +20,10 @@ from psycopg2 import sql
 from chalicelib.api.store import default_store
 from chalicelib.migrate import migrate
 from glue_jobs import lake_io
-from infra.local import events, postgres
-from infra.local import moto as local_moto
+from infra.local import aws, events, postgres
 from infra.local import s3 as local_s3
 from infra.local import stack as local_services
+from infra.local.processes import free_port
 from infra.local.serve import serving
 from infra.local.settings import REPO_ROOT, from_env
 from tests import sample_runs
@@ -260,9 +260,9 @@ def s3_client_cache():
 def throwaway_endpoint(tmp_path, s3_client_cache):
     """A moto server of this test's own on a free port: ``(state_dir, port, url)``; stopped at
     the end whatever the test did to it."""
-    state, port = tmp_path / "moto", postgres.free_port()
-    local_moto.start(state, port)
+    state, port = tmp_path / "moto", free_port()
+    aws.start(replace(from_env(), state_dir=state, aws_port=port, aws_emulator="moto"))
     try:
-        yield state, port, local_moto.endpoint_url(port)
+        yield state, port, aws.endpoint_url(port)
     finally:
-        local_moto.stop(state)
+        aws.stop(state)

@@ -3,8 +3,11 @@ database's view of runs. Fixtures live in ``tests/conftest.py``; nothing here is
 
 from __future__ import annotations
 
+import contextlib
 import io
+import ipaddress
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -267,3 +270,28 @@ def pump_for(pump, seconds: float) -> int:
     while time.monotonic() < deadline:
         handled += pump.poll_once()
     return handled
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs process ``pid`` listens on (TCP, IPv4 and IPv6), from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
+            packed = b"".join(words)
+            host = ipaddress.ip_address(packed)
+            if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped:
+                host = host.ipv4_mapped
+            found.add((str(host), int(port, 16)))
+    return found

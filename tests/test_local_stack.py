@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 from chalicelib.migrate import MIGRATIONS_DIR, migrate
-from infra.local import events, moto, postgres, settings, stack
+from infra.local import aws, events, postgres, processes, settings, stack
 from infra.local import s3 as local_s3
 from infra.local.errors import StackError
 
@@ -199,7 +199,7 @@ def private_stack():
     fresh clone may be, and free ports."""
     base = Path(tempfile.mkdtemp(prefix="voucher-stack-"))
     conf = settings.Settings(
-        state_dir=base / ".state", aws_port=postgres.free_port(), pg_port=postgres.free_port()
+        state_dir=base / ".state", aws_port=processes.free_port(), pg_port=processes.free_port()
     )
     yield conf
     stack.clean(conf, _quiet)
@@ -210,7 +210,7 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     conf = private_stack
     first = stack.up(conf, _quiet)
     assert first.services == {"aws": "started", "postgres": "started"}
-    assert moto.owned_pid(conf.state_dir) is not None
+    assert aws.owned_pid(conf.state_dir) is not None
     data = conf.pg_data_dir.resolve()
     # As root, the postgres user cannot enter the private folder: the data lives elsewhere.
     assert conf.pg_data_dir.is_symlink() == (os.geteuid() == 0)
@@ -218,13 +218,13 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     again = stack.up(conf, _quiet)
     assert again.services == {"aws": "already running", "postgres": "already running"}
     pump = events.start(conf)  # as make run leaves it, polling the upload queue
-    assert events.start(conf) == pump and moto.alive(pump)  # reused, not started twice
+    assert events.start(conf) == pump and processes.alive(pump)  # reused, not started twice
 
     assert stack.down(conf, _quiet) == {
         "pump": "stopped", "aws": "stopped", "postgres": "stopped",
     }  # fmt: skip
-    assert not moto.alive(pump)
-    assert moto.probe(conf.endpoint_url) is None
+    assert not processes.alive(pump)
+    assert aws.probe(conf.endpoint_url) is None
     assert not postgres.answers(conf.database_url)
     assert (conf.pg_data_dir / "PG_VERSION").exists()  # data stays
 
@@ -236,7 +236,7 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     stack.clean(conf, _quiet)
     assert not conf.state_dir.exists()
     assert not data.exists()
-    assert moto.probe(conf.endpoint_url) is None
+    assert aws.probe(conf.endpoint_url) is None
 
 
 def test_services_already_answering_are_reused_and_never_stopped(private_stack):
@@ -248,7 +248,7 @@ def test_services_already_answering_are_reused_and_never_stopped(private_stack):
         assert stack.down(guest, _quiet) == {
             "pump": "not running", "aws": "not ours", "postgres": "not ours",
         }  # fmt: skip
-        assert moto.probe(owner.endpoint_url) is True
+        assert aws.probe(owner.endpoint_url) is True
         assert postgres.answers(owner.database_url)
     finally:
         stack.clean(guest, _quiet)
@@ -284,7 +284,7 @@ def test_a_throwaway_server_can_be_stopped_and_restarted():
 @pytest.mark.skipif(os.geteuid() != 0, reason="data is relocated only when running as root")
 def test_relocated_data_is_initialised_again_when_its_folder_vanished():
     base = Path(tempfile.mkdtemp(prefix="voucher-private-"))  # 0700: postgres cannot enter
-    data_dir, port = base / "pg", postgres.free_port()
+    data_dir, port = base / "pg", processes.free_port()
     try:
         postgres.start(data_dir, port)
         relocated = data_dir.resolve()

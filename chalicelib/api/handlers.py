@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from pathlib import Path
 from chalice.app import Request, Response
 
 from chalicelib.api.criteria import selection_criteria
-from chalicelib.api.errors import ApiError
+from chalicelib.api.errors import ApiError, internal_error
 from chalicelib.api.request import parse_voucher_request
 from chalicelib.api.responses import (
     JSON_TYPE,
@@ -50,9 +51,7 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
             return error_response(e)
         except Exception:
             log.error("%s failed: %s", handler.__name__, redact(traceback.format_exc()))
-            return error_response(
-                ApiError(500, "internal_error", "the server failed to answer; the error is logged")
-            )
+            return error_response(internal_error())
 
     return run
 
@@ -69,9 +68,18 @@ def criteria(request: Request) -> Response:
     return json_response(selection_criteria(default_store().published(), country))
 
 
+def api_key_required() -> bool:
+    """Whether the stage asks for the API key (prod): its ``API_KEY_REQUIRED`` variable."""
+    return os.environ.get("API_KEY_REQUIRED") == "true"
+
+
 @guarded
 def health(request: Request) -> Response:
+    """The service's health; where the stage keys its routes, an anonymous caller's answer is
+    its status alone (the published runs and the database are operational data)."""
     status, body = default_store().health()
+    if api_key_required():
+        body = {"status": body["status"]}
     return json_response(body, status)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from infra.deploy import chalice_project as chalice_project_module
 from infra.deploy import package, stacks, templates
 from infra.deploy.stacks import DeployError, Echo
 
@@ -206,6 +207,18 @@ def invoke_migrate(cfn, lambda_client, stage: str, echo: Echo) -> str:
     return payload
 
 
+def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) -> Path:
+    """``dist/<stage>/chalice-deploy``: the app as ``chalice deploy`` takes it, its policies and
+    settings rendered from ``values`` (the data plane's outputs)."""
+    account = session.client("sts").get_caller_identity()["Account"]
+    pseudo = chalice_project_module.pseudo_parameters(stage, session.region_name, account,
+                                                      "voucher-selection")  # fmt: skip
+    out = chalice_project_module.render(stage, {**values, **pseudo},
+                                        package.DIST / stage / "chalice-deploy")  # fmt: skip
+    echo(f"rendered {out.relative_to(templates.REPO_ROOT)} for chalice deploy")
+    return out
+
+
 def run(session, stage: str, inputs: Inputs, built: package.Build, echo: Echo = print) -> dict:
     """The whole sequence after the preflight; every stack's outputs, merged."""
     cfn = session.client("cloudformation")
@@ -216,6 +229,7 @@ def run(session, stage: str, inputs: Inputs, built: package.Build, echo: Echo = 
         if part == "glue":
             values |= upload_glue_files(s3, built, values["ArtifactsBucketName"], echo)
         values |= deploy_part(cfn, stage, part, values, echo)
+    chalice_project(session, stage, values, echo)
     values |= deploy_app(cfn, s3, built, values, echo)
     from botocore.config import Config
 
@@ -233,6 +247,8 @@ def summary(values: Mapping[str, str]) -> str:
             f"upload to:    s3://{values['RawBucketName']}/incoming/<name>.parquet",
             f"dead letters: {values['UploadDeadLetterQueueUrl']}",
             f"alarms:       {values.get('AlarmTopicArn', '?')} (SNS; ALARM_EMAIL subscribes)",
+            f"or by hand:   chalice --project-dir dist/{values.get('Stage', '<stage>')}/"
+            f"chalice-deploy deploy --stage {values.get('Stage', '<stage>')}",
             f"Glue job:     {values['GlueJobName']} (logs: {values['GlueLogGroupName']})",
         ]
     )

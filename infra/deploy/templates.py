@@ -6,6 +6,8 @@ turns them into the long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``) that JSON
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ DATA_PLANE = ("storage", "network", "database", "glue")
 CHALICE_OVERLAY = TEMPLATES_DIR / "chalice-overlay.yaml"
 #: CloudFormation's limit for a template sent in the request (TemplateBody), in bytes.
 TEMPLATE_BODY_LIMIT = 51_200
+_SUB = re.compile(r"\$\{([^}]+)\}")
 
 
 def path(part: str) -> Path:
@@ -61,3 +64,27 @@ def parameters(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def required_parameters(template: dict[str, Any]) -> set[str]:
     """The parameters without a default: a deploy must give each of them a value."""
     return {name for name, spec in parameters(template).items() if "Default" not in spec}
+
+
+class RenderError(ValueError):
+    """A template or policy file names a value nothing gives."""
+
+
+def resolve(value: Any, values: Mapping[str, str]) -> Any:
+    """``value`` with every ``Ref`` and ``Fn::Sub`` replaced from ``values`` (parameters, stack
+    outputs, pseudo parameters such as ``AWS::Region``)."""
+    if isinstance(value, list):
+        return [resolve(v, values) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return _lookup(value["Ref"], values)
+    if set(value) == {"Fn::Sub"}:
+        return _SUB.sub(lambda m: _lookup(m[1], values), value["Fn::Sub"])
+    return {k: resolve(v, values) for k, v in value.items()}
+
+
+def _lookup(name: str, values: Mapping[str, str]) -> str:
+    if name not in values:
+        raise RenderError(f"nothing gives {name} (given: {', '.join(sorted(values))})")
+    return str(values[name])

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from infra.local import moto as local_moto
+from infra.local import processes
 from infra.local import s3 as local_s3
 from infra.local.settings import RAW_PREFIX, REGION, Settings, from_env
 
@@ -135,7 +135,7 @@ def _pid_file(settings: Settings):
 def start(settings: Settings) -> int:
     """Start the pump as a background process (reusing a running one); return its PID."""
     pid_file = _pid_file(settings)
-    if pid_file.exists() and local_moto.alive(int(pid_file.read_text())):
+    if pid_file.exists() and processes.alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.state_dir / "pump.log", "ab") as out:
@@ -158,11 +158,11 @@ def stop(settings: Settings) -> bool:
         return False
     pid = int(pid_file.read_text())
     pid_file.unlink()
-    if not local_moto.alive(pid):
+    if not processes.alive(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     for _ in range(50):
-        if not local_moto.alive(pid):
+        if not processes.alive(pid):
             break
         time.sleep(0.1)
     return True

@@ -19,7 +19,6 @@ import glob
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from psycopg2 import errors, sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from infra.local.errors import StackError
+from infra.local.processes import free_port, port_in_use
 from infra.local.settings import DATABASE_USER, HOST
 
 MAINTENANCE_DB = "postgres"
@@ -124,11 +124,6 @@ def is_running(data_dir: Path) -> bool:
     return _run_as_owner([str(bindir() / "pg_ctl"), "-D", str(data_dir), "status"]).returncode == 0
 
 
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((HOST, port)) == 0
-
-
 def answers(url: str) -> bool:
     """Whether a PostgreSQL server accepts a connection to ``url``."""
     try:
@@ -179,13 +174,6 @@ def stop(data_dir: str | Path) -> bool:
     if run.returncode != 0:
         raise StackError(f"pg_ctl stop failed for {data_dir}:\n{run.stderr.strip()}")
     return True
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 from infra.local.settings import DUMMY_CREDENTIAL, REGION
 
 
-def client(endpoint_url: str, service: str = "s3"):
+def client(endpoint_url: str, service: str = "s3", config=None):
     """A boto3 client of ``service`` for ``endpoint_url`` (created on call, never at import)."""
     import boto3
 
@@ -17,6 +17,7 @@ def client(endpoint_url: str, service: str = "s3"):
         region_name=REGION,
         aws_access_key_id=DUMMY_CREDENTIAL,
         aws_secret_access_key=DUMMY_CREDENTIAL,
+        config=config,
     )
 
 

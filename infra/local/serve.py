@@ -1,8 +1,13 @@
-"""``chalice local`` with a listen backlog that survives a burst of clients.
+"""``chalice local`` as the edge the cloud has: a listen backlog that survives a burst of
+clients, and every refusal in the product's error shape.
 
 ``chalice local`` serves with Python's ``http.server``, whose listen queue holds 5 connections:
-beyond that the kernel resets them (100 concurrent POSTs lost about 30 in tests/reliability).
-API Gateway has no such limit, so locally the queue is made as deep as the system allows.
+beyond that the kernel resets them (tests/reliability sends 100 concurrent POSTs). API Gateway has
+no such limit, so locally the queue is made as deep as the system allows. Its refusals are the
+development server's own: an unknown route is a 403 "Missing Authentication Token" and a method
+``http.server`` has no handler for (TRACE) a 501 HTML page; here the first is the product's 404
+``unknown_route`` (the cloud's gateway response says the same), any method reaches the app (which
+answers 405 ``method_not_allowed``), and a malformed request is a 400 in the same shape.
 
     python -m infra.local.serve --no-autoreload --host 127.0.0.1 --port 8000 --stage local
 
@@ -12,18 +17,23 @@ API Gateway has no such limit, so locally the queue is made as deep as the syste
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 from chalice import local
 from chalice.cli import main as chalice_main
 
-from infra.local.postgres import free_port
+from chalicelib.api.edge import unknown_route
+from chalicelib.api.errors import ApiError
+from infra.local.processes import free_port
 from infra.local.settings import HOST, REPO_ROOT
 
 
@@ -63,8 +73,44 @@ def _wait_until_answering(process: subprocess.Popen, url: str, log: Path) -> Non
     raise RuntimeError(f"chalice local did not answer on {url}:\n{log.read_text()[-2000:]}")
 
 
+class _EdgeHandler(local.ChaliceRequestHandler):
+    """chalice local's request handler, refusing as the product does (module docstring)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):  # any method: the app says whether the route answers it
+            return self._generic_handle
+        raise AttributeError(name)
+
+    def _send_error_response(self, error: local.LocalGatewayException) -> None:
+        if isinstance(error, local.ForbiddenError):  # no route matched (there are no authorizers)
+            self._send_error(unknown_route(), dict(error.headers))
+        else:
+            super()._send_error_response(error)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusal (a malformed request line, headers too long)."""
+        self.close_connection = True
+        reason = message or HTTPStatus(code).phrase
+        self._send_error(ApiError(code, "bad_http_request", reason), {"Connection": "close"})
+
+    def _send_error(self, error: ApiError, headers: dict) -> None:
+        headers["Content-Type"] = "application/json"
+        self._send_http_response(error.status, headers, json.dumps(error.body()))
+
+
+def _create_local_server(app_obj, config, host: str, port: int) -> local.LocalDevServer:
+    server = _chalice_local_server(app_obj, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(_EdgeHandler, app_object=app_obj,
+                                                          config=config)  # fmt: skip
+    return server
+
+
+_chalice_local_server = local.create_local_server
+
+
 def main(argv: list[str] | None = None) -> int:
     local.ThreadedHTTPServer.request_queue_size = socket.SOMAXCONN
+    local.create_local_server = _create_local_server
     sys.argv = ["chalice", "local", *(sys.argv[1:] if argv is None else argv)]
     return chalice_main()
 

@@ -34,6 +34,8 @@ class Settings:
     """One local stack: where its state lives, its ports, and the names it provisions."""
 
     state_dir: Path = REPO_ROOT / ".state"
+    #: What serves the AWS endpoint when nothing answers on its port: moto or LocalStack.
+    aws_emulator: str = "moto"
     aws_port: int = 4566
     pg_port: int = 55432
     raw_bucket: str = "voucher-raw"
@@ -93,11 +95,13 @@ class Settings:
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-    """The defaults, with DATABASE_URL, RAW_BUCKET and LAKE_BUCKET taken from the environment."""
+    """The defaults, with AWS_EMULATOR, DATABASE_URL, RAW_BUCKET and LAKE_BUCKET taken from the
+    environment."""
     environ = os.environ if environ is None else environ
     base = Settings()
     settings = replace(
         base,
+        aws_emulator=environ.get("AWS_EMULATOR") or base.aws_emulator,
         raw_bucket=environ.get("RAW_BUCKET") or base.raw_bucket,
         lake_bucket=environ.get("LAKE_BUCKET") or base.lake_bucket,
         database_url_override=environ.get("DATABASE_URL") or None,

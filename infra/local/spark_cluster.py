@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from infra.local.errors import StackError
-from infra.local.postgres import free_port
+from infra.local.processes import free_port
 from infra.local.settings import HOST
 
 START_TIMEOUT_S = 60

@@ -20,7 +20,7 @@ import psycopg2
 
 from chalicelib.db import redact
 from chalicelib.migrate import migrate
-from infra.local import events, moto, postgres, s3, spark_classes
+from infra.local import aws, events, postgres, s3, spark_classes
 from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings, from_env
 
@@ -103,13 +103,14 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
     """Start what is not running, reuse what is, provision; idempotent."""
     settings = settings or from_env()
     with _locked(settings.state_dir):
-        aws = moto.start(settings.state_dir, settings.aws_port)
-        _say(echo, "aws", aws, f"{settings.endpoint_url} (moto)")
+        endpoint = aws.start(settings)
+        what = settings.aws_emulator if endpoint != "reused" else "an endpoint already there"
+        _say(echo, "aws", endpoint, f"{settings.endpoint_url} ({what})")
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
         provision(settings, echo)
         _say(echo, "spark", spark_classes.ensure(), "JVM class archive (faster starts)")
-    return Running(settings, {"aws": aws, "postgres": pg})
+    return Running(settings, {"aws": endpoint, "postgres": pg})
 
 
 def down(settings: Settings | None = None, echo: Echo = print) -> dict[str, str]:
@@ -117,12 +118,12 @@ def down(settings: Settings | None = None, echo: Echo = print) -> dict[str, str]
     settings = settings or from_env()
     with _locked(settings.state_dir):
         pump = "stopped" if events.stop(settings) else "not running"
-        aws = "stopped" if moto.stop(settings.state_dir) else "not ours"
+        endpoint = "stopped" if aws.stop(settings.state_dir) else "not ours"
         pg = "stopped" if postgres.stop(settings.pg_data_dir) else "not ours"
     _say(echo, "pump", pump)
-    _say(echo, "aws", aws)
+    _say(echo, "aws", endpoint)
     _say(echo, "postgres", pg)
-    return {"pump": pump, "aws": aws, "postgres": pg}
+    return {"pump": pump, "aws": endpoint, "postgres": pg}
 
 
 def clean(settings: Settings | None = None, echo: Echo = print) -> None:
@@ -137,8 +138,8 @@ def clean(settings: Settings | None = None, echo: Echo = print) -> None:
 def status(settings: Settings | None = None, echo: Echo = print) -> bool:
     """Print whether each service answers; return whether all do."""
     settings = settings or from_env()
-    aws_up = bool(moto.probe(settings.endpoint_url))
-    aws_owner = "ours" if moto.owned_pid(settings.state_dir) else "not ours"
+    aws_up = bool(aws.probe(settings.endpoint_url))
+    aws_owner = "ours" if aws.owned_pid(settings.state_dir) else "not ours"
     pg_up = postgres.answers(admin_url(settings))
     pg_owner = "ours" if postgres.is_running(settings.pg_data_dir) else "not ours"
     _say(echo, "aws", f"up ({aws_owner})" if aws_up else "down", settings.endpoint_url)

@@ -302,3 +302,12 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
     assert text["pattern"] == ORDERS_TEXT_PATTERN  # the pipeline's notation, from rules
     on_disk = Path(__file__).parents[2] / "chalicelib/api/static/openapi.json"
     assert json.loads(on_disk.read_text()) == document
+
+
+def test_health_tells_an_anonymous_caller_only_its_status_where_the_stage_keys_routes(
+    client, published, monkeypatch
+):
+    status, full = get(client, "/health")
+    assert status == 200 and {"database", "published"} <= set(full)
+    monkeypatch.setenv("API_KEY_REQUIRED", "true")  # as prod's stage sets it
+    assert get(client, "/health") == (200, {"status": "ok"})

@@ -4,8 +4,10 @@ both stages."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +44,8 @@ class Account:
         return self.session.client(service, endpoint_url=self.endpoint_url)
 
 
-@pytest.fixture(scope="session")
-def aws_account(local_stack) -> Account:
-    """A session in an account of its own on the shared moto server: names never collide with
-    other test sessions', and nothing needs resetting."""
-    endpoint = local_stack.endpoint_url
+def new_account(endpoint: str) -> Account:
+    """A session in a fresh account (moto keys accounts by the assumed role's account id)."""
     account_id = str(random.randrange(10**11, 10**12))
     sts = boto3.client("sts", endpoint_url=endpoint, region_name=REGION)
     role = f"arn:aws:iam::{account_id}:role/infra-tests"
@@ -60,10 +59,9 @@ def aws_account(local_stack) -> Account:
     return Account(session, endpoint, account_id)
 
 
-@pytest.fixture(scope="session")
-def vpc_inputs(aws_account) -> deploy.Inputs:
+def new_vpc(account: Account) -> deploy.Inputs:
     """A VPC with private subnets in two zones, as a user would name them to the deploy."""
-    ec2 = aws_account.client("ec2")
+    ec2 = account.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnets = tuple(
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{n}.0/24", AvailabilityZone=zone)[
@@ -74,20 +72,38 @@ def vpc_inputs(aws_account) -> deploy.Inputs:
     return deploy.Inputs(vpc_id=vpc, subnet_ids=subnets)
 
 
-@pytest.fixture(scope="session")
-def data_plane(aws_account, vpc_inputs) -> dict[str, str]:
+@contextlib.contextmanager
+def deployed_data_plane(account: Account, vpc: deploy.Inputs) -> Iterator[dict[str, str]]:
     """The storage, network and glue stacks of stage dev, deployed by ``deploy.deploy_part`` as
     ``make deploy`` does; every value the deploy had at the end (inputs and outputs)."""
-    cfn = aws_account.client("cloudformation")
-    secret = f"arn:aws:secretsmanager:{REGION}:{aws_account.account_id}:secret:rds!db-test-AbCdEf"
-    values = {"Stage": "dev", **deploy.stage_settings("dev"), **vpc_inputs.values()}
-    zone = deploy.subnet_zone(aws_account.client("ec2"), vpc_inputs.subnet_ids[0])
+    cfn = account.client("cloudformation")
+    secret = f"arn:aws:secretsmanager:{REGION}:{account.account_id}:secret:rds!db-test-AbCdEf"
+    values = {"Stage": "dev", **deploy.stage_settings("dev"), **vpc.values()}
+    zone = deploy.subnet_zone(account.client("ec2"), vpc.subnet_ids[0])
     values |= {"GlueAvailabilityZone": zone, "DbSecretArn": secret, **FAKE_DATABASE}
     for part in MOTO_PARTS:
         values |= deploy.deploy_part(cfn, "dev", part, values, echo=lambda _: None)
     yield values
     for part in reversed(MOTO_PARTS):
         cfn.delete_stack(StackName=stacks.stack_name("dev", part))
+
+
+@pytest.fixture(scope="session")
+def aws_account(local_stack) -> Account:
+    """An account of this session's own on the shared moto server: names never collide with
+    other test sessions', and nothing needs resetting."""
+    return new_account(local_stack.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def vpc_inputs(aws_account) -> deploy.Inputs:
+    return new_vpc(aws_account)
+
+
+@pytest.fixture(scope="session")
+def data_plane(aws_account, vpc_inputs) -> Iterator[dict[str, str]]:
+    with deployed_data_plane(aws_account, vpc_inputs) as values:
+        yield values
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ key on POST /voucher. The Glue libraries' zip carries the job's packages."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
 
+from chalicelib.api import edge
 from infra.deploy import package, templates
 from tests.infra.conftest import chalice_stage
 
@@ -76,18 +78,58 @@ def test_the_api_is_throttled_for_everyone_and_per_key(packaged):
         assert plan["Properties"]["Throttle"]["RateLimit"] == {"Ref": "ApiThrottleRateLimit"}
 
 
-def _voucher_security(built) -> list:
+def _security(built) -> dict[str, list]:
+    """Per ``METHOD path`` of the deployed REST API, the security it asks for."""
     [api] = _of_type(built.transformed, "AWS::ApiGateway::RestApi").values()
-    return api["Properties"]["Body"]["paths"]["/voucher"]["post"].get("security", [])
+    return {f"{method.upper()} {path}": operation.get("security", [])
+            for path, item in api["Properties"]["Body"]["paths"].items()
+            for method, operation in item.items() if method != "options"}  # fmt: skip
 
 
-@pytest.mark.skipif(
-    "API_KEY_REQUIRED" not in APP_SOURCE,
-    reason="app.py does not read API_KEY_REQUIRED for POST /voucher yet (docs/deploy.md)",
-)
-def test_prod_asks_for_an_api_key_on_post_voucher_and_dev_does_not(packaged):
-    assert _voucher_security(packaged["prod"]) == [{"api_key": []}]
-    assert _voucher_security(packaged["dev"]) == []
+#: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product.
+KEYED = {"POST /voucher", "GET /runs", "GET /runs/{run_id}"}
+OPEN = {"GET /selection_criteria", "GET /search_voucher", "GET /health", "GET /openapi.json"}
+
+
+def test_prod_asks_for_the_api_key_on_every_route_with_data_and_dev_on_none(packaged):
+    prod, dev = _security(packaged["prod"]), _security(packaged["dev"])
+    assert set(prod) == set(dev) == KEYED | OPEN  # every route is judged here
+    assert {route for route, security in prod.items() if security == [{"api_key": []}]} == KEYED
+    assert all(prod[route] == [] for route in OPEN)
+    assert all(security == [] for security in dev.values())
+
+
+#: API Gateway's refusals a client can meet -> the status and code each answers with.
+GATEWAY_ERRORS = {
+    "MISSING_AUTHENTICATION_TOKEN": (404, "unknown_route"),
+    "INVALID_API_KEY": (403, "api_key_required"),
+    "THROTTLED": (429, "throttled"),
+    "QUOTA_EXCEEDED": (429, "quota_exceeded"),
+    "REQUEST_TOO_LARGE": (413, "body_too_large"),
+    "INTEGRATION_TIMEOUT": (504, "timeout"),
+    "DEFAULT_4XX": (None, "bad_request"),  # None: the status API Gateway chose
+    "DEFAULT_5XX": (None, "gateway_error"),
+}
+
+
+def test_every_gateway_refusal_answers_in_the_error_shape_with_a_documented_code(packaged):
+    document = json.loads((templates.REPO_ROOT / "chalicelib/api/static/openapi.json").read_text())
+    codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"][
+        "code"]["enum"]  # fmt: skip
+    for built in packaged.values():
+        [api] = _of_type(built.transformed, "AWS::ApiGateway::RestApi").values()
+        responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+        assert set(responses) == set(GATEWAY_ERRORS)
+        for kind, (status, code) in GATEWAY_ERRORS.items():
+            template = responses[kind]["responseTemplates"]["application/json"]
+            # as API Gateway renders it: $context.error.messageString is a quoted JSON string
+            body = json.loads(template.replace("$context.error.messageString", '"Forbidden"'))
+            assert body["error"]["code"] == code and code in codes
+            assert set(body["error"]) == {"code", "message", "field"} and body["error"]["message"]
+            assert responses[kind].get("statusCode") == (None if status is None else str(status))
+        unknown = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"][
+            "application/json"])  # fmt: skip
+        assert unknown == edge.unknown_route().body()  # as chalice local answers it
 
 
 @pytest.mark.skipif(

@@ -7,11 +7,14 @@ one, as they are separate services in the cloud) and starts the run once Glue is
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from glue_jobs.transforms import InputError
-from infra.local import moto as local_moto
+from infra.local import aws
 from infra.local import s3 as local_s3
+from infra.local.settings import from_env
 from tests.helpers import fetch, pump_until, run_job, runs_of, sample_bytes
 
 
@@ -23,7 +26,7 @@ def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
     local_s3.ensure_bucket(s3, "raw")
     s3.put_object(Bucket="raw", Key="incoming/a.parquet", Body=sample_bytes(tmp_path, rows=500))
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    local_moto.stop(state)
+    aws.stop(state)
 
     with pytest.raises(InputError, match=f"127.0.0.1:{port}"):  # the job exits non-zero
         run_job(buckets, "s3://raw/incoming/a.parquet", run_id="run-no-endpoint")
@@ -41,7 +44,7 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
     monkeypatch.setenv("JOB_LAUNCHER", "glue")
     monkeypatch.setenv("GLUE_JOB_NAME", "voucher-selection")
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", url)  # Glue only; S3 and SQS stay up
-    local_moto.stop(state)
+    aws.stop(state)
 
     s3.put_object(Bucket=buckets.raw, Key="incoming/later.parquet",
                   Body=sample_bytes(tmp_path, rows=300, seed=8))
@@ -50,7 +53,8 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
     assert status == "failed"
     assert "could not start the job" in error and f"http://127.0.0.1:{port}" in error
 
-    local_moto.start(state, port)  # Glue is back (a fresh endpoint: the job is defined again)
+    moto = replace(from_env(), state_dir=state, aws_port=port, aws_emulator="moto")
+    aws.start(moto)  # Glue is back (a fresh endpoint: the job is defined again)
     glue = local_s3.client(url, "glue")
     glue.create_job(Name="voucher-selection", Role="arn:aws:iam::123456789012:role/glue",
                     Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})

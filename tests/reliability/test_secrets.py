@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from chalicelib.api.store import default_store
-from infra.local import postgres
+from infra.local import postgres, processes
 from infra.local import s3 as local_s3
 from infra.local.serve import serving
 from tests.conftest import TEST_STAGE
@@ -33,7 +33,7 @@ def with_password(url: str, port: int | None = None) -> str:
 
 
 def closed_port() -> int:
-    return postgres.free_port()  # nothing listens there
+    return processes.free_port()  # nothing listens there
 
 
 def everything_said(*texts: str) -> str:
