@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import psycopg2
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from chalicelib import db, rules, runs
 from chalicelib.api.errors import shown
 from chalicelib.sources import Described, InputError, is_s3, split_s3
-from glue_jobs import lake_io
+from glue_jobs import catalog, lake_io
 from glue_jobs import transforms as t
 from glue_jobs.lake_io import Lake, cause_text
 from glue_jobs.selection import result_from_tally
@@ -36,6 +37,8 @@ class JobOptions:
     run_id: str
     curated_location: str
     rejected_location: str
+    #: The Glue Data Catalog database of the lake tables; empty: the run registers nothing.
+    catalog_database: str = ""
 
 
 def configure(spark: SparkSession) -> None:
@@ -106,6 +109,8 @@ class Transformed:
 
     result: runs.RunResult
     phases: dict[str, float]
+    #: Each output's schema as written (``curated``, ``rejected``).
+    schemas: dict[str, T.StructType]
 
 
 def transform(
@@ -180,7 +185,8 @@ def transform(
         if groups is not None:
             groups.unpersist()
         repeated.unpersist()
-    return Transformed(result, timer.seconds)
+    schemas = {name: df.schema for name, (_, df) in outputs.items()}
+    return Transformed(result, timer.seconds, schemas)
 
 
 #: Input bytes per shuffle partition: a small input is not cut into many tiny tasks, a large
@@ -219,6 +225,8 @@ class RunOutcome:
     published: list[str]
     serving: dict[str, str]
     phases: dict[str, float]
+    #: Lake table -> partitions this run added to it (none when it names no catalog database).
+    registered: dict[str, int]
 
 
 @contextlib.contextmanager
@@ -278,6 +286,7 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         with heartbeat(options.run_id, lease_s), Lake(spark) as lake:
             transformed = transform(spark, lake, options, inputs)
             result = transformed.result
+            registered = register_partitions(spark, options, transformed)
             published = db.with_connection(runs.publish_run, options.run_id, result)
     except BaseException as exc:
         _record_failure(options.run_id, exc)
@@ -285,7 +294,30 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
     log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
              time.monotonic() - started)  # fmt: skip
-    return RunOutcome(options.run_id, result, published, serving, transformed.phases)
+    return RunOutcome(options.run_id, result, published, serving, transformed.phases, registered)
+
+
+def register_partitions(spark: SparkSession, options: JobOptions,
+                        transformed: Transformed) -> dict[str, int]:  # fmt: skip
+    """Add the run's partitions, one per country each output wrote, to the lake tables (before
+    publishing: a run whose rows the catalog cannot find is not published)."""
+    if not options.catalog_database:
+        return {}
+    countries = transformed.result.countries
+    wrote = {
+        "curated": (options.curated_location, [c.country_key for c in countries if c.rows_kept]),
+        "rejected": (options.rejected_location,
+                     [c.country_key for c in countries if sum(c.rejected_by_reason.values())]),
+    }  # fmt: skip
+    registered = {
+        table: catalog.register(spark, options.catalog_database, table, location,
+                                transformed.schemas[table], [[options.run_id, k] for k in keys])
+        for table, (location, keys) in wrote.items()
+    }  # fmt: skip
+    log.info("run %s registered %s in the catalog database %s", options.run_id,
+             ", ".join(f"{n} partition(s) of {table}" for table, n in registered.items()),
+             options.catalog_database)  # fmt: skip
+    return registered
 
 
 def _record_failure(run_id: str, exc: BaseException) -> None:

@@ -84,8 +84,16 @@ def format_summary(outcome: RunOutcome) -> str:
             "",
             f"Published: {', '.join(published) or 'nothing'}",
             *(_serving(s, outcome) for s in stats),
+            *_registered(outcome),
         ]
     )
+
+
+def _registered(outcome: RunOutcome) -> list[str]:
+    if not outcome.registered:
+        return []
+    added = ", ".join(f"{n} new partition(s) of {table}" for table, n in outcome.registered.items())
+    return [f"Lake tables: {added}"]
 
 
 def _serving(stats, outcome: RunOutcome) -> str:

@@ -35,6 +35,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "db_name": ("", "database name (with --db_secret_arn)"),
     "run_lease_seconds": ("", "seconds a run may go without a heartbeat before it counts as"
                               " abandoned (default 300)"),
+    "catalog_database": (os.environ.get("CATALOG_DATABASE", ""),
+                         "the Glue Data Catalog database whose lake tables get the run's"
+                         " partitions (default: none)"),
 }
 
 
@@ -74,6 +77,7 @@ def options_from(args: dict[str, str]) -> JobOptions:
         run_id=args["run_id"] or new_run_id(),
         curated_location=args["curated_location"],
         rejected_location=args["rejected_location"],
+        catalog_database=args["catalog_database"],
     )
 
 

@@ -21,6 +21,7 @@ from chalicelib.api.store import default_store
 from chalicelib.migrate import migrate
 from glue_jobs import lake_io
 from infra.local import aws, events, postgres
+from infra.local import catalog as local_catalog
 from infra.local import s3 as local_s3
 from infra.local import stack as local_services
 from infra.local.processes import free_port
@@ -135,22 +136,29 @@ def s3(local_stack):
 class Buckets:
     raw: str
     lake: str
+    catalog: str  # the Glue Data Catalog database of the lake's tables
 
 
 @pytest.fixture(scope="session")
 def buckets(local_stack, s3):
-    """Unique raw and lake buckets for this session, as ``RAW_BUCKET``/``LAKE_BUCKET``."""
+    """Unique raw and lake buckets for this session, and the lake's tables in a catalog database
+    of its own, as ``RAW_BUCKET``/``LAKE_BUCKET``/``CATALOG_DATABASE``."""
     suffix = uuid.uuid4().hex[:12]
     names = Buckets(
         raw=f"{local_stack.settings.raw_bucket}-{suffix}",
         lake=f"{local_stack.settings.lake_bucket}-{suffix}",
+        catalog=f"voucher_test_{suffix}",
     )
     for name in (names.raw, names.lake):
         local_s3.ensure_bucket(s3, name)
+    tables = replace(local_stack.settings, lake_bucket=names.lake, catalog_database=names.catalog)
+    local_catalog.ensure(tables)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAW_BUCKET", names.raw)
         patch.setenv("LAKE_BUCKET", names.lake)
+        patch.setenv("CATALOG_DATABASE", names.catalog)
         yield names
+    local_catalog.drop(tables)
     for name in (names.raw, names.lake):
         local_s3.delete_bucket(s3, name)
 

@@ -124,6 +124,7 @@ def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> s
         "--run_id", run_id,
         "--curated_location", f"s3://{buckets.lake}/curated/",
         "--rejected_location", f"s3://{buckets.lake}/rejected/",
+        "--catalog_database", buckets.catalog,
     ])  # fmt: skip
     return run_id
 

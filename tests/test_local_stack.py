@@ -157,6 +157,7 @@ def test_env_defaults_are_local():
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:55432/voucher",
         "RAW_BUCKET": "voucher-raw",
         "LAKE_BUCKET": "voucher-lake",
+        "CATALOG_DATABASE": "voucher_selection_local",
         "UPLOAD_QUEUE": "voucher-uploads",
         "JOB_LAUNCHER": "local",
         "JOB_LOG_DIR": str(conf.state_dir / "runs"),
@@ -299,3 +300,10 @@ def test_relocated_data_is_initialised_again_when_its_folder_vanished():
         postgres.remove(data_dir)
         base.rmdir()
     assert not relocated.exists()
+
+
+def test_the_catalog_defaults_to_none_on_localstack_whose_free_edition_has_no_glue():
+    assert settings.from_env({"AWS_EMULATOR": "localstack"}).catalog_database == ""
+    assert settings.from_env({"AWS_EMULATOR": "localstack", "CATALOG_DATABASE": "lake"}
+                             ).catalog_database == "lake"  # fmt: skip
+    assert settings.from_env({"CATALOG_DATABASE": ""}).env()["CATALOG_DATABASE"] == ""

@@ -43,6 +43,9 @@ class Settings:
     #: The queue S3 notifies of uploads; its dead-letter queue takes a message after this many
     #: failed receives, each retried once the visibility timeout has passed.
     upload_queue: str = "voucher-uploads"
+    #: The Glue Data Catalog database of the lake tables; empty: none (LocalStack's community
+    #: edition has no Glue), and runs register no partitions.
+    catalog_database: str = "voucher_selection_local"
     max_receive_count: int = 3
     visibility_timeout_s: int = 30
     #: A server to use instead of starting one (``DATABASE_URL``); ``None`` runs the local one.
@@ -80,6 +83,7 @@ class Settings:
             "DATABASE_URL": self.database_url,
             "RAW_BUCKET": self.raw_bucket,
             "LAKE_BUCKET": self.lake_bucket,
+            "CATALOG_DATABASE": self.catalog_database,
             "UPLOAD_QUEUE": self.upload_queue,
             "JOB_LAUNCHER": "local",
             "JOB_LOG_DIR": str(self.state_dir / "runs"),
@@ -95,15 +99,18 @@ class Settings:
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-    """The defaults, with AWS_EMULATOR, DATABASE_URL, RAW_BUCKET and LAKE_BUCKET taken from the
-    environment."""
+    """The defaults, with AWS_EMULATOR, DATABASE_URL, RAW_BUCKET, LAKE_BUCKET and
+    CATALOG_DATABASE taken from the environment."""
     environ = os.environ if environ is None else environ
     base = Settings()
+    emulator = environ.get("AWS_EMULATOR") or base.aws_emulator
     settings = replace(
         base,
-        aws_emulator=environ.get("AWS_EMULATOR") or base.aws_emulator,
+        aws_emulator=emulator,
         raw_bucket=environ.get("RAW_BUCKET") or base.raw_bucket,
         lake_bucket=environ.get("LAKE_BUCKET") or base.lake_bucket,
+        catalog_database=environ.get(
+            "CATALOG_DATABASE", "" if emulator == "localstack" else base.catalog_database),
         database_url_override=environ.get("DATABASE_URL") or None,
     )
     return replace(settings, **overrides)

@@ -20,7 +20,7 @@ import psycopg2
 
 from chalicelib.db import redact
 from chalicelib.migrate import migrate
-from infra.local import aws, events, postgres, s3, spark_classes
+from infra.local import aws, catalog, events, postgres, s3, spark_classes
 from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings, from_env
 
@@ -83,6 +83,12 @@ def provision(settings: Settings, echo: Echo = print) -> None:
         _say(echo, "bucket", "created" if s3.ensure_bucket(client, bucket) else "exists", bucket)
     events.ensure_upload_queue(settings)
     _say(echo, "queue", "ready", f"{settings.upload_queue} (+ dead-letter queue, notification)")
+    if settings.catalog_database:
+        _say(echo, "catalog", catalog.ensure(settings),
+             f"{settings.catalog_database}: curated, rejected (lake tables)")
+    else:
+        _say(echo, "catalog", "none", "CATALOG_DATABASE is empty (the default with"
+             " AWS=localstack: its free edition has no Glue); runs register no partitions")
     url = settings.database_url
     try:
         created = postgres.ensure_database(url)

@@ -14,6 +14,7 @@ import pytest
 from chalicelib import uploads as upload_handler
 from glue_jobs import lake_io
 from infra.local import aws, events, localstack
+from infra.local import catalog as local_catalog
 from infra.local import s3 as local_s3
 from infra.local.errors import StackError
 from infra.local.processes import free_port
@@ -27,8 +28,10 @@ def localstack_settings(local_stack, tmp_path_factory):
         localstack.venv()
     except StackError as exc:
         pytest.skip(f"LocalStack cannot be installed here: {exc}")
+    # No catalog database: LocalStack's free edition has no Glue.
     settings = replace(local_stack.settings, state_dir=tmp_path_factory.mktemp("localstack"),
-                       aws_port=free_port(), aws_emulator="localstack")  # fmt: skip
+                       aws_port=free_port(), aws_emulator="localstack",
+                       catalog_database="")  # fmt: skip
     assert aws.start(settings) == "started"
     yield settings
     aws.stop(settings.state_dir)
@@ -42,11 +45,14 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
         "localstack_settings")  # fmt: skip
     suffix = uuid.uuid4().hex[:8]
     settings = replace(base, raw_bucket=f"raw-{suffix}", lake_bucket=f"lake-{suffix}",
-                       upload_queue=f"uploads-{suffix}", visibility_timeout_s=1)  # fmt: skip
+                       upload_queue=f"uploads-{suffix}", visibility_timeout_s=1,
+                       catalog_database=base.catalog_database and f"lake_{suffix}")  # fmt: skip
     s3 = local_s3.client(settings.endpoint_url)
     for bucket in (settings.raw_bucket, settings.lake_bucket):
         local_s3.ensure_bucket(s3, bucket)
     events.ensure_upload_queue(settings)
+    if settings.catalog_database:
+        local_catalog.ensure(settings)
     for name, value in {**settings.env(), "DATABASE_URL": database_url,
                         "JOB_LOG_DIR": str(tmp_path / "runs")}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
@@ -72,6 +78,11 @@ def test_an_upload_is_run_published_and_answered_on_every_emulator(endpoint, cli
     assert served(db) == {"peru": run_id}
     lake = s3.list_objects_v2(Bucket=settings.lake_bucket, Prefix=f"curated/run_id={run_id}/")
     assert lake.get("KeyCount", 0) > 0  # the job wrote its lake through the same endpoint
+    if settings.catalog_database:  # and registered it where the emulator has a catalog
+        glue = local_s3.client(settings.endpoint_url, "glue")
+        partitions = glue.get_partitions(DatabaseName=settings.catalog_database,
+                                         TableName="curated")["Partitions"]  # fmt: skip
+        assert [p["Values"] for p in partitions] == [[run_id, "peru"]]
     status, answer = post(client, SAMPLE)
     assert status == 200 and answer["basis"] in ("segment", "country")
     [country] = get(client, "/selection_criteria?country=Peru")[1]["countries"]

@@ -164,6 +164,18 @@ def test_the_glue_role_reads_uploads_and_writes_only_the_lake(data_plane, aws_ac
     assert statements["ReadJobArtifacts"]["Resource"] == f"arn:aws:s3:::{artifacts}/glue/*"
 
 
+def test_the_glue_role_may_register_partitions_of_its_stages_lake_tables_only(data_plane,
+                                                                              aws_account):
+    statements = _statements(aws_account, data_plane["GlueRoleArn"].rsplit("/", 1)[1])
+    register = statements["RegisterLakePartitions"]
+    assert sorted(register["Action"]) == ["glue:BatchCreatePartition", "glue:GetPartition",
+                                          "glue:GetTable"]  # fmt: skip
+    catalog, *scoped = register["Resource"]
+    assert catalog.endswith(":catalog")
+    assert [r.rsplit(":", 1)[1] for r in scoped] == ["database/voucher_selection_dev",
+                                                     "table/voucher_selection_dev/*"]  # fmt: skip
+
+
 def test_the_glue_log_group_keeps_the_stage_retention(data_plane, aws_account):
     name = data_plane["GlueLogGroupName"]
     groups = aws_account.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]

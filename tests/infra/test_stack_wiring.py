@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import sources
+from glue_jobs.pipeline import PARTITIONS
 from glue_jobs.voucher_selection_job import ARGUMENTS
 from infra.deploy import deploy, package, templates
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX
@@ -71,6 +72,19 @@ def test_glue_job_arguments_are_the_job_scripts_own():
     script = job["Command"]["ScriptLocation"]["Fn::Sub"]
     assert script.endswith(f"/glue/{package.GLUE_SCRIPT.name}")
     assert job["DefaultArguments"]["--extra-py-files"]["Fn::Sub"].endswith("/glue/voucher_libs.zip")
+
+
+def test_the_job_registers_its_partitions_in_the_tables_of_the_folders_it_writes():
+    resources = _template("glue")["Resources"]
+    arguments = resources["GlueJob"]["Properties"]["DefaultArguments"]
+    assert arguments["--catalog_database"] == {"Ref": "LakeDatabase"}
+    for table, prefix in (("CuratedTable", CURATED_PREFIX), ("RejectedTable", REJECTED_PREFIX)):
+        declared = resources[table]["Properties"]
+        assert declared["DatabaseName"] == {"Ref": "LakeDatabase"}
+        location = declared["TableInput"]["StorageDescriptor"]["Location"]
+        assert location == arguments[f"--{prefix.rstrip('/')}_location"]
+        assert location == {"Fn::Sub": f"s3://${{LakeBucketName}}/{prefix}"}
+        assert [k["Name"] for k in declared["TableInput"]["PartitionKeys"]] == PARTITIONS
 
 
 def test_glue_installs_the_psycopg2_the_lambdas_use():

@@ -1,0 +1,63 @@
+"""The lake tables on the local endpoint: the Glue Data Catalog database and the ``curated`` and
+``rejected`` tables the glue stack declares (``infra/cloudformation/glue.yaml``), created from
+those same resources, pointed at the local lake bucket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.deploy import templates
+from infra.local import s3
+from infra.local.settings import Settings
+
+TABLES = ("CuratedTable", "RejectedTable")
+
+
+def declared(settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The database's and the tables' inputs as the glue stack declares them, for ``settings``'
+    lake bucket and catalog database."""
+    resources = templates.load(templates.path("glue"))["Resources"]
+    values = {"Stage": "local", "LakeBucketName": settings.lake_bucket}
+    database = {**resources["LakeDatabase"]["Properties"]["DatabaseInput"],
+                "Name": settings.catalog_database}  # fmt: skip
+    tables = [templates.resolve(resources[t]["Properties"]["TableInput"], values) for t in TABLES]
+    return templates.resolve(database, values), tables
+
+
+def ensure(settings: Settings) -> str:
+    """Create the database and its tables, or bring the tables back to their declaration (their
+    partitions stay); returns what was done."""
+    glue = s3.client(settings.endpoint_url, "glue")
+    database, tables = declared(settings)
+    done = "exists"
+    try:
+        glue.create_database(DatabaseInput=database)
+        done = "created"
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    for table in tables:
+        try:
+            current = glue.get_table(DatabaseName=database["Name"], Name=table["Name"])["Table"]
+        except glue.exceptions.EntityNotFoundException:
+            glue.create_table(DatabaseName=database["Name"], TableInput=table)
+            done = "created"
+            continue
+        if _shape(current) != _shape(table):
+            glue.update_table(DatabaseName=database["Name"], TableInput=table)
+            done = "updated" if done == "exists" else done
+    return done
+
+
+def _shape(table: dict[str, Any]) -> tuple:
+    """What a table must agree on with its declaration: location, columns, partition keys."""
+    storage = table["StorageDescriptor"]
+    return (storage["Location"], [(c["Name"], c["Type"]) for c in storage["Columns"]],
+            [(k["Name"], k["Type"]) for k in table.get("PartitionKeys", [])])  # fmt: skip
+
+
+def drop(settings: Settings) -> None:
+    """Remove the database and its tables (a test session's own)."""
+    glue = s3.client(settings.endpoint_url, "glue")
+    for table in declared(settings)[1]:
+        glue.delete_table(DatabaseName=settings.catalog_database, Name=table["Name"])
+    glue.delete_database(Name=settings.catalog_database)
