@@ -177,6 +177,7 @@ def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
         local_stack.settings,
         raw_bucket=buckets.raw,
         lake_bucket=buckets.lake,
+        catalog_database=buckets.catalog,
         upload_queue=f"uploads-{uuid.uuid4().hex[:8]}",
         visibility_timeout_s=1,
         max_receive_count=2,
