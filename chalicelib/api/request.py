@@ -17,16 +17,25 @@ from chalicelib.rules import DECIMAL_NUMBER, MAX_WHOLE_ORDERS, WHITESPACE, decim
 MAX_BODY_BYTES = 64 * 1024
 MAX_CUSTOMER_ID_CHARS = 200
 
-#: ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS`` and ISO 8601 (``T``, fractions, ``Z`` or an offset).
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
-)
+# The patterns below are the OpenAPI document's (tests/api/test_routes.py compares them), written
+# for both Python's re and ECMA regexes: no lookaround, ``[0-9]`` rather than ``\\d``.
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001 to 9999
+_MONTH_DAY = (r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+              r"|(?:0[13578]|1[02])-31)")  # fmt: skip
+_FOURS = r"(?:0[48]|[2468][048]|[13579][26])"  # two digits divisible by 4, 00 aside
+_LEAP_DAY = rf"(?:[0-9]{{2}}{_FOURS}|{_FOURS}00)-02-29"  # leap years: 4 | y, and 400 | y for 100s
+_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.][0-9]{1,9})?)?"
+_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)"
+#: A real calendar date ``YYYY-MM-DD`` (years 1 to 9999), optionally with a time of day
+#: (``T`` or a space, ``HH:MM[:SS[.f]]``) and ``Z`` or an offset: ISO 8601 as Python reads it.
+TIMESTAMP_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET}?)?$"
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _ORDERS_HINT = 'a non-negative whole number such as 15, 15.0, "15" or "15.0"'
+_SPACES = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
 #: ``total_orders`` text as the OpenAPI document states it: the pipeline's decimal notation.
-_SPACE = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
-ORDERS_TEXT_PATTERN = f"^{_SPACE}*{DECIMAL_NUMBER}{_SPACE}*$"
+ORDERS_TEXT_PATTERN = f"^[{_SPACES}]*{DECIMAL_NUMBER}[{_SPACES}]*$"
+#: Blank text: nothing but whitespace (``rules.WHITESPACE``); the document says "not" this.
+BLANK_PATTERN = f"^[{_SPACES}]*$"
 _MAX_NUMBER_TEXT = 100  # longer text is no number anyone wrote (and never converted)
 
 

@@ -13,7 +13,9 @@ from chalicelib.api.errors import bad_request, not_found
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-_LIMIT = re.compile(r"0*[0-9]{1,3}")  # ASCII digits, short enough to convert
+#: ``limit``: a whole number from 1 to ``MAX_LIMIT`` in ASCII digits (the OpenAPI document's).
+LIMIT_PATTERN = r"^0*(?:[1-9][0-9]?|100)$"
+_LIMIT = re.compile(LIMIT_PATTERN)
 
 _RUNS_SQL = """
 SELECT r.run_id, run_status(r), r.requested_by,
@@ -46,7 +48,7 @@ def _run(row: tuple) -> dict:
 
 def parse_limit(query: dict | None) -> int:
     text = (query or {}).get("limit", str(DEFAULT_LIMIT))
-    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(text):
         raise bad_request("invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}",
                           "limit")  # fmt: skip
     return int(text)

@@ -13,7 +13,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from app import app
-from chalicelib.api.request import ORDERS_TEXT_PATTERN, TIMESTAMP_PATTERN
+from chalicelib.api.request import BLANK_PATTERN, ORDERS_TEXT_PATTERN, TIMESTAMP_PATTERN
+from chalicelib.api.run_history import LIMIT_PATTERN
 from chalicelib.rules import SEGMENT_RULES
 from tests import sample_runs
 from tests.helpers import SAMPLE, assert_error, get, post, table_counts
@@ -300,6 +301,11 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
         TIMESTAMP_PATTERN}
     [text] = [t for t in schema["total_orders"]["oneOf"] if t["type"] == "string"]
     assert text["pattern"] == ORDERS_TEXT_PATTERN  # the pipeline's notation, from rules
+    # The handlers' own checks, as the document states them.
+    [country] = document["paths"]["/selection_criteria"]["get"]["parameters"]
+    assert country["schema"]["not"] == schema["country_code"]["not"] == {"pattern": BLANK_PATTERN}
+    [limit] = document["paths"]["/runs"]["get"]["parameters"]
+    assert limit["schema"]["pattern"] == LIMIT_PATTERN
     on_disk = Path(__file__).parents[2] / "chalicelib/api/static/openapi.json"
     assert json.loads(on_disk.read_text()) == document
 
