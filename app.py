@@ -19,6 +19,11 @@ def voucher():
     return handlers.voucher(app.current_request)
 
 
+@app.route("/vouchers", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
+def vouchers():
+    return handlers.vouchers(app.current_request)
+
+
 @app.route("/selection_criteria", methods=["GET"])
 def selection_criteria():
     return handlers.criteria(app.current_request)

@@ -44,6 +44,20 @@ INPUT_COLUMNS = (
 #: ``country_code`` in scope fails the run, naming it, before anything is written.
 MAX_COUNTRY_CHARS = 60
 
+#: The fewest kept rows a segment needs for its own selection to be served (``MIN_SEGMENT_ROWS``, a
+#: rule setting published with each run); below it the API answers the country's fallback.
+MIN_SEGMENT_ROWS = 1
+
+
+def min_segment_rows(text: str | None) -> int:
+    """The ``MIN_SEGMENT_ROWS`` setting: a whole number of at least 1 (default 1)."""
+    if not text:
+        return MIN_SEGMENT_ROWS
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"MIN_SEGMENT_ROWS must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 #: Largest ``total_orders`` accepted as a whole number (beyond it a double is not exact).
 MAX_WHOLE_ORDERS = 2**53
 

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from psycopg2.extras import execute_values
 
 from chalicelib import metrics
-from chalicelib.rules import SEGMENT_RULES, SegmentRule, rules_to_rows
+from chalicelib.rules import MIN_SEGMENT_ROWS, SEGMENT_RULES, SegmentRule, rules_to_rows
 
 #: Tables holding a run's results, keyed by run_id (names are constants, never input).
-RESULT_TABLES = ("run_country_stats", "segment_rules", "voucher_selection", "country_fallback")
+RESULT_TABLES = ("run_country_stats", "segment_rules", "voucher_selection", "country_fallback",
+                 "selection_changes")
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,44 @@ class CountryStats:
 
 @dataclass(frozen=True)
 class Selection:
+    """A segment's most used amount and its runner-up (``None``: one amount only)."""
+
     country_key: str
     segment_name: str
     segment: str
     voucher_amount: float
     voucher_rows: int
     segment_rows: int
+    runner_up_amount: float | None = None
+    runner_up_rows: int = 0
 
 
 @dataclass(frozen=True)
 class Fallback:
+    """A country's most used amount over all its kept rows, and its runner-up."""
+
     country_key: str
     voucher_amount: float
     voucher_rows: int
     country_rows: int
+    runner_up_amount: float | None = None
+    runner_up_rows: int = 0
+
+
+@dataclass(frozen=True)
+class SelectionChange:
+    """A selection that differs from the one of the run it replaced (``replaced_run_id``, ``None``
+    for a country's first result); ``segment_name``/``segment`` are ``None`` for the fallback, an
+    amount is ``None`` where there was no selection."""
+
+    country_key: str
+    segment_name: str | None
+    segment: str | None
+    old_amount: float | None
+    new_amount: float | None
+    old_share: float | None
+    new_share: float | None
+    replaced_run_id: str | None
 
 
 @dataclass
@@ -78,6 +103,7 @@ class RunResult:
     countries: list[CountryStats] = field(default_factory=list)
     selections: list[Selection] = field(default_factory=list)
     fallbacks: list[Fallback] = field(default_factory=list)
+    min_segment_rows: int = MIN_SEGMENT_ROWS
 
     @property
     def publishable_keys(self) -> list[str]:
@@ -375,11 +401,7 @@ def fail_job_run(conn, job_run_id: str, error: str) -> str | None:
 def serving(conn, country_keys: list[str]) -> dict[str, str]:
     """Which run serves each of these countries now."""
     with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT country_key, run_id FROM published_country WHERE country_key = ANY(%s)",
-            (list(country_keys),),
-        )
-        return dict(cur.fetchall())
+        return _serving(cur, country_keys)
 
 
 #: Publishes are serialised: two runs finishing together cannot interleave.
@@ -413,9 +435,10 @@ def publish_run(
     """Write the run's statistics and results and publish them, all in one transaction.
 
     A country moves to this run unless the run serving it read a newer object; a run asked for
-    by hand publishes in any case. Rows a previous attempt of the same run left are replaced, so
-    a retried run publishes once. Raises :class:`NotRunning` when the run is not running (its
-    lease ran out meanwhile). Returns the keys of the countries published.
+    by hand publishes in any case. Each country published records the selections that differ
+    from the result it replaced (:func:`changes_of`). Rows a previous attempt of the same run
+    left are replaced, so a retried run publishes once. Raises :class:`NotRunning` when the run
+    is not running (its lease ran out meanwhile). Returns the keys of the countries published.
     """
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK,))
@@ -429,6 +452,7 @@ def publish_run(
         _insert_rows(cur, "segment_rules", run_id, rules_to_rows(rules))
         _insert_rows(cur, "voucher_selection", run_id, [asdict(s) for s in result.selections])
         _insert_rows(cur, "country_fallback", run_id, [asdict(f) for f in result.fallbacks])
+        replaced = _serving(cur, result.publishable_keys)
         published = []
         if result.publishable_keys:
             published = sorted(
@@ -449,9 +473,77 @@ def publish_run(
                     fetch=True,
                 )
             )
+        changes = [change for key in published
+                   for change in _changes(key, _results_of(cur, replaced.get(key), key),
+                                          _results_in(result, key), replaced.get(key))]  # fmt: skip
+        _insert_rows(cur, "selection_changes", run_id, [asdict(c) for c in changes])
         cur.execute(
             "UPDATE runs SET status = 'succeeded', finished_at = now(), rows_read = %s,"
-            " rows_out_of_scope = %s, published_countries = %s, error = NULL WHERE run_id = %s",
-            (result.rows_read, result.rows_out_of_scope, published, run_id),
-        )
+            " rows_out_of_scope = %s, published_countries = %s, min_segment_rows = %s,"
+            " error = NULL WHERE run_id = %s",
+            (result.rows_read, result.rows_out_of_scope, published, result.min_segment_rows,
+             run_id),
+        )  # fmt: skip
     return published
+
+
+#: A country's result as changes compare it: (segment_name, segment) -> (amount, share); the
+#: fallback under (None, None).
+_Results = dict[tuple[str | None, str | None], tuple[float, float]]
+
+
+def _serving(cur, country_keys: list[str]) -> dict[str, str]:
+    cur.execute("SELECT country_key, run_id FROM published_country WHERE country_key = ANY(%s)",
+                (list(country_keys),))  # fmt: skip
+    return dict(cur.fetchall())
+
+
+def _results_of(cur, run_id: str | None, country_key: str) -> _Results:
+    """A published run's selections and fallback for one country (none for no run)."""
+    if run_id is None:
+        return {}
+    cur.execute(
+        "SELECT segment_name, segment, voucher_amount, voucher_rows::float / segment_rows"
+        "  FROM voucher_selection WHERE run_id = %s AND country_key = %s"
+        " UNION ALL SELECT NULL, NULL, voucher_amount, voucher_rows::float / country_rows"
+        "  FROM country_fallback WHERE run_id = %s AND country_key = %s",
+        (run_id, country_key, run_id, country_key),
+    )
+    return {(name, segment): (amount, share) for name, segment, amount, share in cur.fetchall()}
+
+
+def _results_in(result: RunResult, country_key: str) -> _Results:
+    found: _Results = {
+        (s.segment_name, s.segment): (s.voucher_amount, s.voucher_rows / s.segment_rows)
+        for s in result.selections if s.country_key == country_key
+    }
+    for f in result.fallbacks:
+        if f.country_key == country_key:
+            found[(None, None)] = (f.voucher_amount, f.voucher_rows / f.country_rows)
+    return found
+
+
+def _changes(country_key: str, old: _Results, new: _Results,
+             replaced_run_id: str | None) -> list[SelectionChange]:  # fmt: skip
+    """The selections whose amount differs (one that appears or goes included): segments in
+    order, then the fallback."""
+    changed = []
+    for name, segment in sorted(old.keys() | new.keys(), key=lambda k: (k[0] is None, k)):
+        (old_amount, old_share), (new_amount, new_share) = (
+            old.get((name, segment), (None, None)), new.get((name, segment), (None, None)))
+        if old_amount != new_amount:
+            changed.append(SelectionChange(country_key, name, segment, old_amount, new_amount,
+                                           old_share, new_share, replaced_run_id))  # fmt: skip
+    return changed
+
+
+def changes_of(conn, run_id: str) -> list[SelectionChange]:
+    """What a run changed, per country it published, in the order it was recorded."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT country_key, segment_name, segment, old_amount, new_amount, old_share,"
+            " new_share, replaced_run_id FROM selection_changes WHERE run_id = %s"
+            " ORDER BY change_id",
+            (run_id,),
+        )
+        return [SelectionChange(*row) for row in cur.fetchall()]

@@ -39,6 +39,8 @@ class JobOptions:
     rejected_location: str
     #: The Glue Data Catalog database of the lake tables; empty: the run registers nothing.
     catalog_database: str = ""
+    #: The fewest kept rows a segment's own selection needs (``rules.MIN_SEGMENT_ROWS``).
+    min_segment_rows: int = rules.MIN_SEGMENT_ROWS
 
 
 def configure(spark: SparkSession) -> None:
@@ -79,9 +81,11 @@ def phase(spark: SparkSession, name: str) -> Iterator[None]:
         context.setLocalProperty("spark.job.description", None)
 
 
-def build_result(tallied: DataFrame, rows_read: int) -> runs.RunResult:
+def build_result(tallied: DataFrame, rows_read: int,
+                 min_segment_rows: int = rules.MIN_SEGMENT_ROWS) -> runs.RunResult:
     """Collect the tally (a few hundred rows whatever the input) and reduce it on the driver."""
-    return result_from_tally((row.asDict() for row in tallied.collect()), rows_read)
+    return result_from_tally((row.asDict() for row in tallied.collect()), rows_read,
+                             min_segment_rows)  # fmt: skip
 
 
 def check_country_names(scoped: DataFrame, widest: int | None) -> None:
@@ -177,7 +181,7 @@ def transform(
                 lake.read_written(f"{written[name]}/run_id={options.run_id}", df)
                 for name, (_, df) in outputs.items()
             )
-            result = build_result(t.tally(kept, rejected), rows_read)
+            result = build_result(t.tally(kept, rejected), rows_read, options.min_segment_rows)
         log.info("counted %s in-scope rows, %s of them exact duplicate copies",
                  f"{sum(c.rows_in for c in result.countries):,}",
                  f"{sum(c.rejected_by_reason['duplicate_row'] for c in result.countries):,}")
@@ -227,6 +231,8 @@ class RunOutcome:
     phases: dict[str, float]
     #: Lake table -> partitions this run added to it (none when it names no catalog database).
     registered: dict[str, int]
+    #: The selections that differ from the results this run replaced, per country it published.
+    changes: list[runs.SelectionChange]
 
 
 @contextlib.contextmanager
@@ -292,9 +298,11 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         _record_failure(options.run_id, exc)
         raise
     serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
+    changes = db.with_connection(runs.changes_of, options.run_id)
     log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
              time.monotonic() - started)  # fmt: skip
-    return RunOutcome(options.run_id, result, published, serving, transformed.phases, registered)
+    return RunOutcome(options.run_id, result, published, serving, transformed.phases, registered,
+                      changes)  # fmt: skip
 
 
 def register_partitions(spark: SparkSession, options: JobOptions,

@@ -12,21 +12,30 @@ from collections.abc import Hashable, Iterable, Mapping
 from chalicelib import rules
 from chalicelib.runs import CountryStats, Fallback, RunResult, Selection
 
+#: Per group: the most used amount, its rows, the group's rows, the runner-up amount and its rows.
+Ranked = tuple[float, int, int, float | None, int]
 
-def most_used(counts: Mapping[tuple, int]) -> dict[Hashable, tuple[float, int, int]]:
+
+def most_used(counts: Mapping[tuple, int]) -> dict[Hashable, Ranked]:
     """Per group, from ``{(*group, amount): rows}``: the amount with the most rows (a tie goes to
-    the lower amount), its rows, and the rows of the whole group."""
+    the lower amount), its rows, the rows of the whole group, and the runner-up by the same order
+    (``None`` and 0 when the group used one amount)."""
     groups: dict[Hashable, list[tuple[float, int]]] = defaultdict(list)
     for (*group, amount), rows in counts.items():
         groups[tuple(group)].append((amount, rows))
+    ranked = {group: sorted(items, key=lambda item: (-item[1], item[0]))
+              for group, items in groups.items()}  # fmt: skip
     return {
-        group: (*min(items, key=lambda item: (-item[1], item[0])), sum(n for _, n in items))
-        for group, items in groups.items()
+        group: (*items[0], sum(n for _, n in items), *(items[1] if len(items) > 1 else (None, 0)))
+        for group, items in ranked.items()
     }
 
 
-def result_from_tally(tallied: Iterable[Mapping], rows_read: int) -> RunResult:
-    """Per-country statistics, the selection per segment and the country fallbacks."""
+def result_from_tally(
+    tallied: Iterable[Mapping], rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
+) -> RunResult:
+    """Per-country statistics, the selection per segment and the country fallbacks, each with
+    its runner-up; ``min_segment_rows`` is the run's rule setting, published with it."""
     names: dict[str, str] = {}
     rows_in: Counter = Counter()
     kept: Counter = Counter()
@@ -60,12 +69,9 @@ def result_from_tally(tallied: Iterable[Mapping], rows_read: int) -> RunResult:
         )
         for key in sorted(names)
     ]
-    selections = [
-        Selection(key, name, segment, amount, n, total)
-        for (key, name, segment), (amount, n, total) in sorted(most_used(per_segment).items())
-    ]
-    fallbacks = [
-        Fallback(key, amount, n, total)
-        for (key,), (amount, n, total) in sorted(most_used(per_country).items())
-    ]
-    return RunResult(rows_read, rows_read - sum(rows_in.values()), countries, selections, fallbacks)
+    selections = [Selection(key, name, segment, *ranked)
+                  for (key, name, segment), ranked in sorted(most_used(per_segment).items())]
+    fallbacks = [Fallback(key, *ranked)
+                 for (key,), ranked in sorted(most_used(per_country).items())]  # fmt: skip
+    return RunResult(rows_read, rows_read - sum(rows_in.values()), countries, selections, fallbacks,
+                     min_segment_rows)  # fmt: skip

@@ -84,9 +84,34 @@ def format_summary(outcome: RunOutcome) -> str:
             "",
             f"Published: {', '.join(published) or 'nothing'}",
             *(_serving(s, outcome) for s in stats),
+            *_changed(outcome),
             *_registered(outcome),
         ]
     )
+
+
+def _changed(outcome: RunOutcome) -> list[str]:
+    """Per country published, the selections that differ from the result it replaced."""
+    if not outcome.published:
+        return []
+    names = {s.country_key: s.country for s in outcome.result.countries}
+    lines = ["", "What changed (against the result each published country replaced)"]
+    for key in outcome.published:
+        changes = [c for c in outcome.changes if c.country_key == key]
+        if changes and changes[0].replaced_run_id is None:
+            lines.append(f"  {names[key]}: its first result ({len(changes)} selections)")
+        elif not changes:
+            lines.append(f"  {names[key]}: no selection changed")
+        else:
+            lines.append(f"  {names[key]}, against run {changes[0].replaced_run_id}:")
+            lines.extend(f"    {c.segment_name or 'country'} {c.segment or 'fallback'}: "
+                         f"{_with_share(c.old_amount, c.old_share)} -> "
+                         f"{_with_share(c.new_amount, c.new_share)}" for c in changes)  # fmt: skip
+    return lines
+
+
+def _with_share(amount: float | None, share: float | None) -> str:
+    return "none" if amount is None or share is None else f"{amount_text(amount)} ({share:.0%})"
 
 
 def _registered(outcome: RunOutcome) -> list[str]:

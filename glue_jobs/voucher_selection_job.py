@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 
+from chalicelib.rules import min_segment_rows
 from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
@@ -35,6 +36,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "db_name": ("", "database name (with --db_secret_arn)"),
     "run_lease_seconds": ("", "seconds a run may go without a heartbeat before it counts as"
                               " abandoned (default 300)"),
+    "min_segment_rows": (os.environ.get("MIN_SEGMENT_ROWS", ""),
+                         "fewest kept rows a segment needs for its own selection to be served"
+                         " (default 1)"),
     "catalog_database": (os.environ.get("CATALOG_DATABASE", ""),
                          "the Glue Data Catalog database whose lake tables get the run's"
                          " partitions (default: none)"),
@@ -78,6 +82,7 @@ def options_from(args: dict[str, str]) -> JobOptions:
         curated_location=args["curated_location"],
         rejected_location=args["rejected_location"],
         catalog_database=args["catalog_database"],
+        min_segment_rows=min_segment_rows(args["min_segment_rows"]),
     )
 
 

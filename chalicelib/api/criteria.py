@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.api.errors import bad_request
-from chalicelib.api.published import CountryResult, Published
+from chalicelib.api.published import FALLBACK_KEY, CountryResult, LastChange, Published
 from chalicelib.api.responses import amount
 from chalicelib.rules import WHITESPACE, Segment
 
@@ -38,10 +38,14 @@ def _country_criteria(country: CountryResult) -> dict:
             "rejected_by_reason": stats.rejected_by_reason,
             "unsegmented": stats.unsegmented,
         },
+        "min_segment_rows": country.min_segment_rows,
         "fallback": {
             "voucher_amount": amount(fallback.voucher_amount),
             "voucher_rows": fallback.voucher_rows,
             "country_rows": fallback.country_rows,
+            **strength(fallback.voucher_rows, fallback.country_rows, fallback.runner_up_amount,
+                       fallback.runner_up_rows),
+            "last_changed": _last_changed(country.last_changed.get(FALLBACK_KEY)),
         },
         "segment_rules": [
             {
@@ -57,11 +61,38 @@ def _country_criteria(country: CountryResult) -> dict:
 
 def _segment_criteria(country: CountryResult, segment_name: str, segment: Segment) -> dict:
     selection = country.selections.get((segment_name, segment.label))
+    rows = selection.segment_rows if selection else 0
     return {
         "segment": segment.label,
         "lower_bound": segment.lower,
         "upper_bound": segment.upper,
         "voucher_amount": amount(selection.voucher_amount) if selection else None,
         "voucher_rows": selection.voucher_rows if selection else 0,
-        "segment_rows": selection.segment_rows if selection else 0,
-    }
+        "segment_rows": rows,
+        **strength(selection.voucher_rows if selection else 0, rows,
+                   selection.runner_up_amount if selection else None,
+                   selection.runner_up_rows if selection else 0),
+        "below_min_rows": rows < country.min_segment_rows,
+        "last_changed": _last_changed(country.last_changed.get((segment_name, segment.label))),
+    }  # fmt: skip
+
+
+def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int) -> dict:
+    """How strong a selection is: the winner's share of the rows, the runner-up, and the lead
+    (the winner's share minus the runner-up's; the whole share when it had no rival)."""
+    if not total:
+        return {"share": None, "runner_up": None, "lead": None}
+    share, rival = rows / total, runner_up_rows / total
+    return {
+        "share": share,
+        "runner_up": None if runner_up is None else {
+            "voucher_amount": amount(runner_up), "voucher_rows": runner_up_rows, "share": rival},
+        "lead": share - rival,
+    }  # fmt: skip
+
+
+def _last_changed(change: LastChange | None) -> dict | None:
+    if change is None:
+        return None
+    old = None if change.old_amount is None else amount(change.old_amount)
+    return {"run_id": change.run_id, "changed_at": change.changed_at, "old_voucher_amount": old}

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from chalice.app import Request, Response
 
+from chalicelib.api.batch import answer_vouchers
 from chalicelib.api.criteria import selection_criteria
 from chalicelib.api.errors import ApiError, internal_error
-from chalicelib.api.request import parse_voucher_request
+from chalicelib.api.request import parse_batch, parse_voucher_request
 from chalicelib.api.responses import (
     JSON_TYPE,
     error_response,
@@ -60,6 +61,15 @@ def guarded(handler: Callable[..., Response]) -> Callable[..., Response]:
 def voucher(request: Request) -> Response:
     parsed = parse_voucher_request(request.raw_body, today=datetime.now(UTC).date())
     return json_response(answer_voucher(parsed, default_store().published()))
+
+
+@guarded
+def vouchers(request: Request) -> Response:
+    """A list of customers, answered from the one snapshot ``published()`` returns: a publish
+    during the request cannot mix runs."""
+    customers = parse_batch(request.raw_body)
+    today = datetime.now(UTC).date()
+    return json_response(answer_vouchers(customers, default_store().published(), today))
 
 
 @guarded

@@ -1,7 +1,8 @@
 """What is published, as the API holds it in memory, and how it is read from PostgreSQL.
 
 Per country, the run ``published_country`` points at: its statistics, the segment rules that run
-used, its selections and its fallback. Everything is read in one snapshot, so a load sees either
+used (and its ``MIN_SEGMENT_ROWS``), its selections and its fallback with their runner-ups, and
+when each selection last changed. Everything is read in one snapshot, so a load sees either
 the whole previous publication or the whole new one.
 """
 
@@ -23,7 +24,8 @@ _COUNTRIES_SQL = """
 SELECT p.country_key, p.run_id, p.published_at,
        r.source_bucket, r.source_key, r.source_etag, r.started_at, r.finished_at,
        s.country, s.rows_in, s.rows_kept, s.rejected_by_reason, s.unsegmented,
-       f.voucher_amount, f.voucher_rows, f.country_rows
+       r.min_segment_rows, f.voucher_amount, f.voucher_rows, f.country_rows,
+       f.runner_up_amount, f.runner_up_rows
   FROM published_country p
   JOIN runs r ON r.run_id = p.run_id
   JOIN run_country_stats s ON s.run_id = p.run_id AND s.country_key = p.country_key
@@ -32,9 +34,19 @@ SELECT p.country_key, p.run_id, p.published_at,
 """
 
 _SELECTIONS_SQL = """
-SELECT v.country_key, v.segment_name, v.segment, v.voucher_amount, v.voucher_rows, v.segment_rows
+SELECT v.country_key, v.segment_name, v.segment, v.voucher_amount, v.voucher_rows, v.segment_rows,
+       v.runner_up_amount, v.runner_up_rows
   FROM voucher_selection v
   JOIN published_country p ON p.run_id = v.run_id AND p.country_key = v.country_key
+"""
+
+#: Per published country and selection (the fallback: no segment), the last recorded change.
+_LAST_CHANGES_SQL = """
+SELECT DISTINCT ON (c.country_key, c.segment_name, c.segment)
+       c.country_key, c.segment_name, c.segment, c.run_id, c.changed_at, c.old_amount
+  FROM selection_changes c
+  JOIN published_country p ON p.country_key = c.country_key
+ ORDER BY c.country_key, c.segment_name, c.segment, c.change_id DESC
 """
 
 _RULES_SQL = """
@@ -56,6 +68,19 @@ class PublishedRun:
 
 
 @dataclass(frozen=True)
+class LastChange:
+    """When, and by which run, a selection last took its amount (``old_amount`` before it)."""
+
+    run_id: str
+    changed_at: datetime
+    old_amount: float | None
+
+
+#: A selection's key: (segment_name, segment); the fallback's is (None, None).
+FALLBACK_KEY = (None, None)
+
+
+@dataclass(frozen=True)
 class CountryResult:
     """One published country: what its run computed and the rules it used."""
 
@@ -64,6 +89,8 @@ class CountryResult:
     rules: dict[str, SegmentRule]
     selections: dict[tuple[str, str], Selection]
     fallback: Fallback
+    min_segment_rows: int
+    last_changed: dict[tuple[str | None, str | None], LastChange]
 
     @property
     def name(self) -> str:
@@ -99,6 +126,11 @@ def load_published(conn, loaded_at: datetime) -> Published:
         countries = cur.fetchall()
         cur.execute(_SELECTIONS_SQL)
         selections = [Selection(**row) for row in cur.fetchall()]
+        cur.execute(_LAST_CHANGES_SQL)
+        changes: dict[str, dict] = {}
+        for row in cur.fetchall():
+            changes.setdefault(row["country_key"], {})[(row["segment_name"], row["segment"])] = (
+                LastChange(row["run_id"], row["changed_at"], row["old_amount"]))
         cur.execute(_RULES_SQL)
         rules_rows_by_run: dict[str, list[dict]] = {}
         for row in cur.fetchall():
@@ -110,7 +142,8 @@ def load_published(conn, loaded_at: datetime) -> Published:
     return Published(
         version=tuple((row["country_key"], row["run_id"]) for row in countries),
         countries={
-            row["country_key"]: _country(row, rules_by_run[row["run_id"]], selections)
+            row["country_key"]: _country(row, rules_by_run[row["run_id"]], selections,
+                                         changes.get(row["country_key"], {}))
             for row in countries
         },
         loaded_at=loaded_at,
@@ -118,7 +151,7 @@ def load_published(conn, loaded_at: datetime) -> Published:
 
 
 def _country(
-    row: dict, rules: dict[str, SegmentRule], selections: list[Selection]
+    row: dict, rules: dict[str, SegmentRule], selections: list[Selection], changes: dict
 ) -> CountryResult:
     key = row["country_key"]
     return CountryResult(
@@ -139,5 +172,8 @@ def _country(
         ),
         rules=rules,
         selections={(s.segment_name, s.segment): s for s in selections if s.country_key == key},
-        fallback=Fallback(key, row["voucher_amount"], row["voucher_rows"], row["country_rows"]),
-    )
+        fallback=Fallback(key, row["voucher_amount"], row["voucher_rows"], row["country_rows"],
+                          row["runner_up_amount"], row["runner_up_rows"]),
+        min_segment_rows=row["min_segment_rows"],
+        last_changed=changes,
+    )  # fmt: skip

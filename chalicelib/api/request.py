@@ -15,6 +15,10 @@ from chalicelib.api.errors import ApiError, bad_request
 from chalicelib.rules import DECIMAL_NUMBER, MAX_WHOLE_ORDERS, WHITESPACE, decimal_number
 
 MAX_BODY_BYTES = 64 * 1024
+#: ``POST /vouchers``: customers per request, the body's size, and the fields it may give once.
+MAX_BATCH_ITEMS = 1000
+MAX_BATCH_BODY_BYTES = 2 * 2**20
+BATCH_DEFAULTS = ("country_code", "segment_name", "timestamp", "strict")
 MAX_CUSTOMER_ID_CHARS = 200
 
 # The patterns below are the OpenAPI document's (tests/api/test_routes.py compares them), written
@@ -55,7 +59,27 @@ class VoucherRequest:
 
 def parse_voucher_request(raw_body: bytes | str | None, today: date) -> VoucherRequest:
     """Validate a request body; ``today`` (a UTC date) stands in for an absent ``timestamp``."""
-    body = _json_object(raw_body)
+    return voucher_request(_json_object(raw_body, MAX_BODY_BYTES), today)
+
+
+def parse_batch(raw_body: bytes | str | None) -> list[dict]:
+    """The customers of a ``POST /vouchers`` body, each with the body's shared fields
+    (``BATCH_DEFAULTS``) where it gives none of its own; a 400 unless ``customers`` is a list of
+    at most ``MAX_BATCH_ITEMS`` objects."""
+    body = _json_object(raw_body, MAX_BATCH_BODY_BYTES)
+    customers = body.get("customers")
+    if not isinstance(customers, list) or not all(isinstance(c, dict) for c in customers):
+        raise bad_request("invalid_field", "customers must be a list of objects, each a POST"
+                          " /voucher body", "customers")  # fmt: skip
+    if len(customers) > MAX_BATCH_ITEMS:
+        raise bad_request("too_many_items", f"customers has {len(customers)} items; the limit is"
+                          f" {MAX_BATCH_ITEMS} per request", "customers")  # fmt: skip
+    shared = {f: body[f] for f in BATCH_DEFAULTS if body.get(f) is not None}
+    return [shared | {f: v for f, v in c.items() if v is not None} for c in customers]
+
+
+def voucher_request(body: dict, today: date) -> VoucherRequest:
+    """Validate one customer's fields (a ``POST /voucher`` body, or an item of a list)."""
     last_order = _date(body, "last_order_ts")
     first_order = _date(body, "first_order_ts")
     moment = _date(body, "timestamp") or today
@@ -80,12 +104,11 @@ def parse_voucher_request(raw_body: bytes | str | None, today: date) -> VoucherR
     )
 
 
-def _json_object(raw_body: bytes | str | None) -> dict:
+def _json_object(raw_body: bytes | str | None, max_bytes: int) -> dict:
     raw = raw_body.encode() if isinstance(raw_body, str) else (raw_body or b"")
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(
-            413, "body_too_large", f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}"
-        )
+    if len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large",
+                       f"the body is {len(raw)} bytes; the limit is {max_bytes}")  # fmt: skip
     if not raw.strip():
         raise bad_request("malformed_json", "the body is empty: send a JSON object")
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 from chalicelib.api.errors import bad_request, not_found
+from chalicelib.api.responses import amount
+from chalicelib.runs import SelectionChange, changes_of
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -24,7 +26,7 @@ SELECT r.run_id, run_status(r), r.requested_by,
        CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
             THEN round(extract(epoch FROM now() - r.heartbeat_at), 1)::float END,
        r.lease_seconds, r.rows_read, r.rows_out_of_scope, r.published_countries,
-       run_error(r),
+       run_error(r), r.min_segment_rows,
        coalesce((SELECT json_agg(json_build_object(
                     'country_code', s.country, 'rows_in', s.rows_in, 'rows_kept', s.rows_kept,
                     'rows_rejected', s.rows_rejected, 'rejected_by_reason', s.rejected_by_reason,
@@ -36,7 +38,7 @@ _FIELDS = (
     "run_id", "status", "requested_by", "source_bucket", "source_key", "source_etag",
     "source_objects", "countries", "job_run_id", "created_at", "started_at", "finished_at",
     "heartbeat_age_seconds", "lease_seconds", "rows_read", "rows_out_of_scope",
-    "published_countries", "error", "stats",
+    "published_countries", "error", "min_segment_rows", "stats",
 )  # fmt: skip
 
 
@@ -68,7 +70,20 @@ def one_run(conn, run_id: str) -> dict:
         row = cur.fetchone()
     if row is None:
         raise _unknown_run()
-    return _run(row)
+    return {**_run(row), "changes": [_change(c) for c in changes_of(conn, run_id)]}
+
+
+def _change(change: SelectionChange) -> dict:
+    """A selection the run changed; amounts as answers show them."""
+    def shown_amount(value: float | None) -> int | float | None:
+        return None if value is None else amount(value)
+
+    return {
+        "country_key": change.country_key, "segment_name": change.segment_name,
+        "segment": change.segment, "old_voucher_amount": shown_amount(change.old_amount),
+        "new_voucher_amount": shown_amount(change.new_amount), "old_share": change.old_share,
+        "new_share": change.new_share, "replaced_run_id": change.replaced_run_id,
+    }  # fmt: skip
 
 
 def _unknown_run():

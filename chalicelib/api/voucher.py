@@ -8,6 +8,7 @@ from chalicelib.api.errors import bad_request, not_found, shown
 from chalicelib.api.published import Published
 from chalicelib.api.request import VoucherRequest
 from chalicelib.api.responses import amount
+from chalicelib.runs import Selection
 
 #: Per measure of the rules: the request field it needs and how it is computed from the request.
 MEASURES: dict[str, tuple[str, Callable[[VoucherRequest], int | None]]] = {
@@ -36,13 +37,17 @@ def answer_voucher(request: VoucherRequest, published: Published) -> dict:
         raise bad_request("missing_field", f"{field} is required for {rule.name}", field)
     segment = rule.segment_for(value)
     selection = country.selections.get((rule.name, segment))
-    if selection is not None:
+    why = _why_not_segment(rule.name, segment, rule.measure, value, selection,
+                           country.min_segment_rows)  # fmt: skip
+    if why is None:
         voucher, basis = selection.voucher_amount, "segment"
     elif request.strict:
-        raise _strict_miss(rule.name, segment, rule.measure, value, field)
+        code, message = why
+        raise not_found(code, f"{message} (strict mode: no fallback)",
+                        field if code == "no_segment" else "segment_name")  # fmt: skip
     else:
         voucher, basis = country.fallback.voucher_amount, "country"
-    return {
+    answer = {
         "voucher_amount": amount(voucher),
         "customer_id": request.customer_id,
         "country_code": country.name,
@@ -50,18 +55,23 @@ def answer_voucher(request: VoucherRequest, published: Published) -> dict:
         "segment": segment,
         "basis": basis,
     }
+    if why is not None:
+        answer["fallback_reason"] = why[1]
+    return answer
 
 
-def _strict_miss(segment_name: str, segment: str | None, measure: str, value: int, field: str):
+def _why_not_segment(
+    segment_name: str, segment: str | None, measure: str, value: int,
+    selection: Selection | None, min_rows: int,
+) -> tuple[str, str] | None:  # fmt: skip
+    """Why the segment's own selection does not serve (a code and a message), or ``None``."""
     if segment is None:
-        return not_found(
-            "no_segment",
-            f"{measure} {value} falls in no segment of {segment_name} (strict mode: no fallback)",
-            field,
-        )
-    return not_found(
-        "segment_without_history",
-        f"segment {segment} of {segment_name} has no voucher history in this country "
-        "(strict mode: no fallback)",
-        "segment_name",
-    )
+        return "no_segment", f"{measure} {value} falls in no segment of {segment_name}"
+    if selection is None:
+        return ("segment_without_history",
+                f"segment {segment} of {segment_name} has no voucher history in this country")
+    if selection.segment_rows < min_rows:
+        return ("segment_below_min_rows",
+                f"segment {segment} of {segment_name} has {selection.segment_rows} kept rows in"
+                f" this country, fewer than the {min_rows} its run requires (MIN_SEGMENT_ROWS)")
+    return None

@@ -228,7 +228,8 @@ def test_selection_criteria_for_one_country_shows_segments_without_history(clien
                 for r in body["countries"][0]["segment_rules"] for s in r["segments"]}
     assert segments["frequent_segment", "14-37"] == {
         "segment": "14-37", "lower_bound": 14, "upper_bound": 37, "voucher_amount": None,
-        "voucher_rows": 0, "segment_rows": 0}
+        "voucher_rows": 0, "segment_rows": 0, "share": None, "runner_up": None, "lead": None,
+        "below_min_rows": True, "last_changed": None}  # no rows: fewer than MIN_SEGMENT_ROWS
     assert segments["frequent_segment", "5-13"]["voucher_amount"] == 7.5
     assert segments["recency_segment", "180+"]["upper_bound"] is None
 

@@ -6,7 +6,13 @@ from glue_jobs.selection import most_used, result_from_tally
 
 def test_most_used_takes_the_most_rows_and_a_tie_goes_to_the_lower_amount():
     counts = {("peru", 4400.0): 5, ("peru", 2640.0): 5, ("peru", 8800.0): 1, ("chile", 10.0): 2}
-    assert most_used(counts) == {("peru",): (2640.0, 5, 11), ("chile",): (10.0, 2, 2)}
+    assert most_used(counts) == {("peru",): (2640.0, 5, 11, 4400.0, 5),
+                                 ("chile",): (10.0, 2, 2, None, 0)}  # fmt: skip
+
+
+def test_the_runner_up_is_second_by_the_same_order():
+    counts = {("p", 1.0): 1, ("p", 9.0): 3, ("p", 5.0): 2, ("p", 4.0): 2}
+    assert most_used(counts) == {("p",): (9.0, 3, 8, 4.0, 2)}
 
 
 def tally_row(reason=None, amount=None, frequent=None, recency=None, rows=1):
