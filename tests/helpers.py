@@ -131,7 +131,8 @@ def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
 
 def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
     """Per-country kept counts, selections and fallbacks of a history (the six columns as the real
-    file stores them): the SPEC's rules in pandas alone."""
+    file stores them): the SPEC's rules in pandas alone. A selection or fallback is (amount,
+    rows, rows it was chosen from, runner-up amount or None, runner-up rows)."""
     dup = df.duplicated(keep="first")
     ts = pd.to_datetime(df.timestamp, errors="coerce").dt.normalize()
     last = pd.to_datetime(df.last_order_ts, errors="coerce").dt.normalize()
@@ -151,19 +152,19 @@ def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
         k.recency, [29, 60, 90, 120, 180, float("inf")],
         labels=["30-60", "61-90", "91-120", "121-180", "180+"],
     )  # fmt: skip
+    def ranked(counts: pd.Series) -> tuple:
+        """(winner, its rows, all rows, runner-up, its rows): most rows, a tie to the lower."""
+        order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        second = order[1] if len(order) > 1 else (None, 0)
+        return order[0][0], order[0][1], counts.sum(), *second
+
     selections, fallbacks = {}, {}
     for country, group in k.groupby("country"):
-        counts = group.voucher_amount.value_counts()
-        fallbacks[country] = min(counts[counts == counts.max()].index)
+        fallbacks[country] = ranked(group.voucher_amount.value_counts())
     for name in ("frequent_segment", "recency_segment"):
         counts = k.groupby(["country", name, "voucher_amount"], observed=True).size()
         for (country, segment), group in counts.groupby(level=[0, 1], observed=True):
-            top = (
-                group.reset_index(name="n")
-                .sort_values(["n", "voucher_amount"], ascending=[False, True])
-                .iloc[0]
-            )
-            selections[(country, name, segment)] = (top.voucher_amount, top.n, group.sum())
+            selections[(country, name, segment)] = ranked(group.droplevel([0, 1]))
     return k.country.value_counts().to_dict(), selections, fallbacks
 
 

@@ -83,6 +83,13 @@ FIRST = run_result(
 SECOND = run_result(("peru", "Peru", PERU_SECOND, PERU_SECOND_FALLBACK, 5100))
 
 
+def one_amount_run(run_id: str, amount: float) -> tuple[str, RunResult]:
+    """Peru, Latvia and China with every selection and fallback at ``amount``."""
+    countries = [(key, key.title(), dict.fromkeys(PERU, amount), amount, 1000)
+                 for key in ("peru", "latvia", "china")]
+    return run_id, run_result(*countries)
+
+
 def publish(conn, run_id: str, result: RunResult,
             rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> None:
     """Record and publish a run as the pipeline does."""

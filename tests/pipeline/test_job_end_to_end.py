@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 
 import pandas as pd
@@ -136,7 +137,7 @@ def test_make_pipeline_entry_uploads_runs_and_prints_the_summary(stack, db, tmp_
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL_FILE.exists(), reason=f"{REAL_FILE} is absent")
-def test_the_real_history_file_matches_an_independent_computation(stack, s3, db):
+def test_the_real_history_file_matches_an_independent_computation(stack, s3, db, client):
     source = upload(s3, stack, "incoming/voucher_history.parquet.gzip", REAL_FILE.read_bytes())
     run_id = run_job(stack, source, countries="all")
     kept, selections, fallbacks = independent_expectations(pd.read_parquet(REAL_FILE))
@@ -147,16 +148,34 @@ def test_the_real_history_file_matches_an_independent_computation(stack, s3, db)
     assert stats == kept
     assert sum(fetch(db, "SELECT sum(rows_in) FROM run_country_stats")[0]) == 285_570
     got = {
-        (c, n, s): (a, vr, sr)
-        for c, n, s, a, vr, sr in fetch(
+        (c, n, s): rest
+        for c, n, s, *rest in fetch(
             db,
-            "SELECT country_key, segment_name, segment, voucher_amount, voucher_rows, segment_rows"
-            " FROM voucher_selection WHERE run_id = %s",
+            "SELECT country_key, segment_name, segment, voucher_amount, voucher_rows, segment_rows,"
+            " runner_up_amount, runner_up_rows FROM voucher_selection WHERE run_id = %s",
             run_id,
         )
     }
-    assert got == selections
-    assert dict(fetch(db, "SELECT country_key, voucher_amount FROM country_fallback")) == fallbacks
+    assert got == {key: list(expected) for key, expected in selections.items()}
+    got_fallbacks = fetch(db, "SELECT country_key, voucher_amount, voucher_rows, country_rows,"
+                              " runner_up_amount, runner_up_rows FROM country_fallback"
+                              " WHERE run_id = %s", run_id)  # fmt: skip
+    assert {c: tuple(rest) for c, *rest in got_fallbacks} == fallbacks
+    # How strong each selection is, as the API shows it: shares and leads of those counts.
+    criteria = json.loads(client.http.get("/selection_criteria").body)["countries"]
+    for country in criteria:
+        key = country["country_key"]
+        for rule in country["segment_rules"]:
+            for seg in rule["segments"]:
+                expected = selections.get((key, rule["segment_name"], seg["segment"]))
+                if expected is None:
+                    assert seg["share"] is seg["runner_up"] is seg["lead"] is None
+                    continue
+                amount, rows, total, second, second_rows = expected
+                assert seg["share"] == pytest.approx(rows / total)
+                assert seg["lead"] == pytest.approx((rows - second_rows) / total)
+                assert (seg["runner_up"] or {}).get("voucher_amount") == second
+                assert not seg["below_min_rows"]  # MIN_SEGMENT_ROWS is 1 by default
 
 
 def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(stack, db, tmp_path,

@@ -109,13 +109,6 @@ def test_many_more_generated_requests_match_the_openapi_document(case):
     case.call_and_validate()  # every check schemathesis has
 
 
-def one_amount_run(run_id: str, amount: float):
-    """Peru, Latvia and China with every selection and fallback at ``amount``."""
-    countries = [(key, key.title(), dict.fromkeys(sample_runs.PERU, amount), amount, 1000)
-                 for key in ("peru", "latvia", "china")]
-    return run_id, sample_runs.run_result(*countries)
-
-
 def amounts_and_runs(answer: dict) -> tuple[set, set]:
     """Every voucher amount in an answer, and the runs it names."""
     if "voucher_amount" in answer:
@@ -130,7 +123,7 @@ def amounts_and_runs(answer: dict) -> tuple[set, set]:
 def test_100_concurrent_requests_during_a_publish_each_see_one_whole_run(local_api, db):
     """Run A has every amount at 1111, run B at 2222 (three countries each): an answer mixing
     them, or naming one run with the other's amounts, would be a torn read."""
-    sample_runs.publish(db, *one_amount_run("run-all-a", 1111.0))
+    sample_runs.publish(db, *sample_runs.one_amount_run("run-all-a", 1111.0))
     whole = [({1111}, {"run-all-a"}), ({2222}, {"run-all-b"}), ({1111}, set()), ({2222}, set())]
     answers, lock = [], threading.Condition()
     published = threading.Event()
@@ -154,7 +147,8 @@ def test_100_concurrent_requests_during_a_publish_each_see_one_whole_run(local_a
         done = [pool.submit(client_thread, n) for n in range(100)]
         with lock:  # some answers before the publish: they can only be A
             assert lock.wait_for(lambda: len(answers) >= 20, timeout=120)
-        sample_runs.publish(db, *one_amount_run("run-all-b", 2222.0))  # while requests run
+        # while requests run:
+        sample_runs.publish(db, *sample_runs.one_amount_run("run-all-b", 2222.0))
         published.set()
         for future in done:
             future.result()
