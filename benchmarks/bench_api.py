@@ -91,6 +91,17 @@ def mixed_requests(count: int, seed: int = 7) -> list[bytes]:
     return bodies
 
 
+def batch_requests(count: int, items: int) -> list[bytes]:
+    """``POST /vouchers`` bodies of ``items`` customers each, from the same mix (a malformed
+    body cannot be an item: it is left out of the lists)."""
+    customers = []
+    for body in mixed_requests(count * items + count * items // 9 + 10, seed=11):
+        with contextlib.suppress(ValueError):
+            customers.append(json.loads(body))
+    return [json.dumps({"customers": customers[i * items:(i + 1) * items]}).encode()
+            for i in range(count)]  # fmt: skip
+
+
 def proxy_event(method: str, path: str, body: bytes | None = None,
                 query: dict[str, str] | None = None) -> dict:
     """An API Gateway REST proxy event, as API Gateway hands it to the Lambda."""
@@ -228,6 +239,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|",
         f"| warm `POST /voucher`, in-process, p50 / p99 / max | {latency('warm')} | p99 <= 1 ms |",
         f"| same requests, one SQL query each, p50 / p99 / max | {latency('sql')} | |",
+        f"| warm `POST /vouchers` of {report['batch_items']:,} customers, in-process, p50 / p99"
+        f" / max | {latency('batch')} | |",
         f"| warm `GET /selection_criteria`, in-process | {latency('criteria')} | |",
         f"| same requests over HTTP (`chalice local`), reference | {latency('http')} | |",
         f"| cold start: import + first answer, median (worst) | {median('total_ms'):.0f} "
@@ -250,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--http-requests", type=int, default=1_000,
                         help="of the same mix, over HTTP through chalice local")
+    parser.add_argument("--batches", type=int, default=200,
+                        help="POST /vouchers requests of --batch-items customers each")
+    parser.add_argument("--batch-items", type=int, default=1_000)
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--zip", type=Path, help="the deployment.zip `make package` built")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports",
@@ -269,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_text(),
             "cold": measure_cold(sample, args.cold_runs),
             "warm": measure_warm(voucher),
+            "batch": measure_warm([proxy_event("POST", "/vouchers", body)
+                                   for body in batch_requests(args.batches, args.batch_items)]),
+            "batch_items": args.batch_items,
             "criteria": measure_warm([criteria] * args.requests),
             "sql": measure_sql(url, bodies),
             "http": measure_http(bodies[: args.http_requests]),

@@ -38,6 +38,7 @@ def test_tiny_api_benchmark_writes_json_markdown_and_docs(local_stack, tmp_path,
     try:
         assert bench_api.main([
             "--requests", "300", "--http-requests", "30", "--cold-runs", "1",
+            "--batches", "3", "--batch-items", "50",
             "--out", str(out), "--write", str(docs),
         ]) == 0  # fmt: skip
     finally:
@@ -45,13 +46,16 @@ def test_tiny_api_benchmark_writes_json_markdown_and_docs(local_stack, tmp_path,
 
     report = json.loads((out / "bench_api.json").read_text())
     assert report["agree"] is True
-    for name, requests in (("warm", 300), ("sql", 300), ("criteria", 300), ("http", 30)):
+    for name, requests in (("warm", 300), ("sql", 300), ("criteria", 300), ("http", 30),
+                           ("batch", 3)):
         measured = report[name]
         assert measured["requests"] == requests == sum(measured["statuses"].values())
         assert 0 < measured["p50"] <= measured["p99"] <= measured["max"]
     assert set(report["warm"]["statuses"]) == {"200", "400", "404"}
     assert report["warm"]["statuses"] == report["sql"]["statuses"]
     assert report["criteria"]["statuses"] == {"200": 300}
+    assert report["batch"]["statuses"] == {"200": 3} and report["batch_items"] == 50
+    assert [len(json.loads(b)["customers"]) for b in bench_api.batch_requests(3, 50)] == [50] * 3
     [cold] = report["cold"]
     assert 0 < cold["import_ms"] <= cold["total_ms"] <= cold["process_ms"]
 

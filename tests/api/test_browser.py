@@ -64,3 +64,34 @@ def test_the_criteria_table_lists_every_published_country(page):
     assert page.locator("section.country h3").all_inner_texts() == ["China", "Latvia", "Peru"]
     latvia = page.locator("section.country").nth(1).inner_text()
     assert "no history" in latvia and "7.5" in latvia
+
+
+def test_a_list_pasted_as_csv_is_answered_and_downloaded(page):
+    page.fill("#list-csv", "customer_id,last_order_ts,total_orders,segment_name,country_code\n"
+                           '1,2018-05-03,,,\n2,,3,frequent_segment,"Latvia"\n3,,-1,frequent_segment,\n')
+    page.fill("#list-timestamp", "2018-12-01")
+    page.click("#list-submit")
+    page.locator("#list-table").wait_for()
+    rows = [page.locator("tr.list-row").nth(i).inner_text() for i in range(3)]
+    assert "2640" in rows[0] and "recency_segment 180+" in rows[0]
+    assert "5" in rows[1] and "frequent_segment 0-4" in rows[1]
+    assert "impossible_value" in rows[2]
+    assert "3 customers: 2 answered, 1 refused" in page.locator("#list-summary").inner_text()
+    with page.expect_download() as download:
+        page.click("#list-download")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("row,customer_id,country_code,segment_name,segment,voucher_amount")
+    assert lines[1].split(",")[:6] == ["1", "1", "Peru", "recency_segment", "180+", "2640"]
+    assert lines[3].split(",")[-2] == "impossible_value"
+    page.screenshot(path=str(SCREENSHOTS / "search_voucher_list.png"), full_page=True)
+
+
+def test_a_list_uploaded_as_a_file_is_answered(page, tmp_path):
+    upload = tmp_path / "customers.csv"
+    upload.write_text("customer_id,last_order_ts\n7,2018-05-03\n")
+    page.set_input_files("#list-file", str(upload))
+    page.wait_for_function("document.getElementById('list-csv').value.includes('2018-05-03')")
+    page.fill("#list-timestamp", "2018-12-01")
+    page.click("#list-submit")
+    page.locator("tr.list-row").first.wait_for()
+    assert "2640" in page.locator("tr.list-row").first.inner_text()
