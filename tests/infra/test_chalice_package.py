@@ -87,7 +87,7 @@ def _security(built) -> dict[str, list]:
 
 
 #: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product.
-KEYED = {"POST /voucher", "GET /runs", "GET /runs/{run_id}"}
+KEYED = {"POST /voucher", "POST /vouchers", "GET /runs", "GET /runs/{run_id}"}
 OPEN = {"GET /selection_criteria", "GET /search_voucher", "GET /health", "GET /openapi.json"}
 
 
