@@ -35,11 +35,11 @@ import psycopg2
 
 from benchmarks import sql_per_request
 from benchmarks.report import machine, throwaway_database, write_section
+from infra.local.paths import REPO_ROOT
 from infra.local.serve import serving
-from tests import sample_runs
-from tests.helpers import SAMPLE
+from scripts import sample_runs
+from scripts.sample_runs import SAMPLE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## API"
 COMMAND = "make bench-api"
 #: The moment of every request, so recency and answers do not depend on the day it runs.

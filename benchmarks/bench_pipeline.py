@@ -62,13 +62,11 @@ def _session(event_log: str):
         f"--conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file://{event_log}"
         " pyspark-shell"
     )
-    from glue_jobs.pipeline import configure
-    from glue_jobs.voucher_selection_job import local_session
+    from glue_jobs import session
 
     os.environ.setdefault("SPARK_CLASS_ARCHIVE", str(from_env().spark_class_archive))  # as runs do
-    spark = local_session()
+    spark = session.local()
     spark.sparkContext.setLogLevel("ERROR")
-    configure(spark)
     return spark
 
 

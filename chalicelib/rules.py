@@ -40,7 +40,7 @@ INPUT_COLUMNS = (
 )
 
 #: Longest country name a run processes: a country's name also names its folder in the lake (a
-#: path segment holds 255 bytes: ``country=`` and up to 4 bytes per character). A longer
+#: path segment holds 255 bytes: ``country_key=`` and up to 4 bytes per character). A longer
 #: ``country_code`` in scope fails the run, naming it, before anything is written.
 MAX_COUNTRY_CHARS = 60
 

@@ -13,12 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from chalicelib.sources import InputError
 from explore import report
 from explore.inputs import default_source
 from explore.profile import profile
-from glue_jobs.pipeline import configure
-from glue_jobs.transforms import InputError
-from glue_jobs.voucher_selection_job import local_session
+from glue_jobs import session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = args.data or default_source(args.out)
     print(f"profiling {source}", flush=True)
-    spark = local_session()
+    spark = session.local()
     spark.sparkContext.setLogLevel("ERROR")
-    configure(spark)
     try:
         numbers = profile(spark, source)
     except InputError as exc:

@@ -15,12 +15,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
 
+from chalicelib.sources import InputError
 from glue_jobs.lake_io import is_s3, split_s3
-from glue_jobs.transforms import InputError
+from infra.local.paths import REAL_FILE
 from scripts.generate_data import write
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
 SAMPLE_ROWS = 100_000
 SAMPLE_SEED = 7
 

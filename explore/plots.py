@@ -17,6 +17,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from chalicelib import rules
+from chalicelib.text import amount_text
 from explore.profile import MEASURE
 
 KEPT_COLOUR = "#2e7d32"
@@ -37,10 +38,6 @@ THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
 def countries(profile: dict) -> list[tuple[str, str]]:
     """``(country_key, name)`` of every in-scope country, in key order."""
     return [(c["country_key"], c["country"]) for c in profile["run"]["countries"]]
-
-
-def amount_text(amount: float) -> str:
-    return f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.2f}"
 
 
 def png(figure: Figure) -> bytes:

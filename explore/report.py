@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from chalicelib import rules
+from chalicelib.text import amount_text
 from explore import plots
 from explore.profile import MEASURE, NO_COUNTRY
 
@@ -80,7 +81,7 @@ def _cell(value) -> str:
     if value is None:
         return "<td>—</td>"
     if isinstance(value, int | float):
-        text = plots.amount_text(value) if isinstance(value, float) else f"{value:,}"
+        text = amount_text(value) if isinstance(value, float) else f"{value:,}"
         return f'<td class="n">{text}</td>'
     return f"<td>{value}</td>"  # already HTML
 

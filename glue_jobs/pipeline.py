@@ -20,9 +20,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from chalicelib import db, rules, runs
-from chalicelib.api.errors import shown
 from chalicelib.sources import Described, InputError, is_s3, split_s3
-from glue_jobs import catalog, lake_io
+from chalicelib.text import shown
+from glue_jobs import catalog, lake_io, session
 from glue_jobs import transforms as t
 from glue_jobs.lake_io import Lake, cause_text
 from glue_jobs.selection import result_from_tally
@@ -41,27 +41,6 @@ class JobOptions:
     catalog_database: str = ""
     #: The fewest kept rows a segment's own selection needs (``rules.MIN_SEGMENT_ROWS``).
     min_segment_rows: int = rules.MIN_SEGMENT_ROWS
-
-
-def configure(spark: SparkSession) -> None:
-    """Session settings the rules rely on, the same on Glue and in local mode."""
-    spark.conf.set("spark.sql.session.timeZone", "UTC")  # dates of timestamps are UTC dates
-    # Dates of any era are dates: parquet is read and written in the proleptic Gregorian
-    # calendar, never refused as "ancient" (a 0001-01-01 sentinel, a first order in 1500).
-    for mode in ("datetimeRebaseModeInRead", "datetimeRebaseModeInWrite", "int96RebaseModeInRead",
-                 "int96RebaseModeInWrite"):  # fmt: skip
-        spark.conf.set(f"spark.sql.parquet.{mode}", "CORRECTED")
-    # Nanosecond timestamps (pandas' default) as numbers: the reader turns them into timestamps.
-    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-    spark.conf.set("spark.sql.ansi.enabled", "false")  # unparseable text becomes null, not an error
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")  # rerun = same files
-    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not legacy INT96
-    # The run's observations (rows read, widest name, rows classified) sit below shuffles; an
-    # empty shuffle output must not let adaptive execution drop the plan that holds them.
-    spark.conf.set("spark.sql.adaptive.optimizer.excludedRules",
-                   "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation")
-    # Country keys name the outputs' folders: read back as the text they were, never as numbers.
-    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
 
 
 #: How both lake outputs are partitioned.
@@ -269,7 +248,7 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     ``runs.AlreadyProcessed``; one overwritten since the run was queued fails the run and raises
     ``runs.ObjectChanged``. A run asked for by hand always runs, and publishes.
     """
-    configure(spark)
+    session.configure(spark)  # whoever built the session (Glue's, a test's): the rules need it
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
     lease_s = runs.lease_seconds()

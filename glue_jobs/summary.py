@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from chalicelib import rules
+from chalicelib.text import amount_text
 from glue_jobs.pipeline import RunOutcome
-
-
-def amount_text(amount: float) -> str:
-    return f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.2f}"
 
 
 def _share(amount: float, rows: int, total: int) -> str:

@@ -3,7 +3,7 @@
 On AWS Glue 5.0 (a run Glue started: it passes ``--JOB_RUN_ID``) arguments come through
 ``getResolvedOptions`` and the session from a GlueContext; anywhere else, even where the
 ``awsglue`` library is importable (AWS's AWSGlueDataplanePython), the same argument names are
-parsed with argparse and a ``local[*]`` SparkSession is started::
+parsed with argparse and a local session is started (:mod:`glue_jobs.session`)::
 
     python -m glue_jobs.voucher_selection_job --source s3://voucher-raw/incoming/history.parquet \\
         --countries Peru,Latvia
@@ -17,8 +17,9 @@ import os
 import signal
 import sys
 
-from chalicelib.rules import min_segment_rows
+from chalicelib.rules import DEFAULT_COUNTRIES, min_segment_rows
 from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
+from glue_jobs import session
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
@@ -26,7 +27,8 @@ _LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
 #: Job arguments: name -> (default, help). ``None`` marks the required one.
 ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "source": (None, "s3://bucket/key, s3://bucket/prefix/ or a local path of parquet input"),
-    "countries": ("Peru", "Peru (default), all, or a list such as Peru,Latvia"),
+    "countries": (",".join(DEFAULT_COUNTRIES),
+                  f"{','.join(DEFAULT_COUNTRIES)} (default), all, or a list such as Peru,Latvia"),
     "run_id": ("", "the run's id (default: a new one from the time)"),
     "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
     "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
@@ -86,36 +88,6 @@ def options_from(args: dict[str, str]) -> JobOptions:
     )
 
 
-def local_session():
-    """A Spark local-mode session sized for a laptop.
-
-    ``SPARK_CLASS_ARCHIVE`` may name a JVM class-data archive (``infra/local/spark_classes.py``):
-    when it exists, the JVM maps Spark's classes from it and starts seconds sooner.
-    """
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder
-    archive = os.environ.get("SPARK_CLASS_ARCHIVE", "")
-    if archive and os.path.isfile(archive):  # a stale archive is ignored, silently
-        builder = builder.config(
-            "spark.driver.extraJavaOptions",
-            f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off",
-        )
-    return (
-        builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-        .appName("voucher-selection")
-        .config("spark.driver.host", "127.0.0.1")  # loopback only
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
-        .config("spark.sql.files.maxPartitionBytes", os.environ.get("SPARK_SPLIT_BYTES", "32m"))
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
@@ -123,17 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = options_from(args)
     if not on_glue(argv):
-        outcome = _run_once(local_session(), options)
+        outcome = _run_once(session.local(), options)
     else:
-        from awsglue.context import GlueContext
-        from awsglue.job import Job
-        from pyspark.context import SparkContext
-
-        glue = GlueContext(SparkContext.getOrCreate())
-        job = Job(glue)
-        job.init(args["JOB_NAME"], args)
-        outcome = _run_once(glue.spark_session, options)
-        job.commit()
+        with session.glue_job(args) as spark:
+            outcome = _run_once(spark, options)
     if outcome:
         print(format_summary(outcome), flush=True)
     return 0

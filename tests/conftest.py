@@ -27,7 +27,7 @@ from infra.local import stack as local_services
 from infra.local.processes import free_port
 from infra.local.serve import serving
 from infra.local.settings import REPO_ROOT, from_env
-from tests import sample_runs
+from scripts import sample_runs
 
 #: A stage absent from .chalice/config.json: the tests' environment reaches the handlers as it is.
 TEST_STAGE = "test"
@@ -48,14 +48,12 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def spark():
     """One real Spark local-mode session for the whole test run, configured like the job's."""
-    from glue_jobs.pipeline import configure
-    from glue_jobs.voucher_selection_job import local_session
+    from glue_jobs import session as job_session
 
     with pytest.MonkeyPatch.context() as patch:  # started like the job's (``make up`` archives)
         patch.setenv("SPARK_CLASS_ARCHIVE", str(from_env().spark_class_archive))
-        session = local_session()
+        session = job_session.local()
     session.sparkContext.setLogLevel("ERROR")
-    configure(session)
     yield session
     session.stop()
 

@@ -24,9 +24,6 @@ from glue_jobs import voucher_selection_job
 from scripts.generate_data import write
 
 #: The SPEC's sample request.
-SAMPLE = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00",
-          "first_order_ts": "2017-05-03 00:00:00", "total_orders": 15,
-          "segment_name": "recency_segment"}
 RESULT_TABLES = ("runs", "run_country_stats", "segment_rules", "voucher_selection",
                  "country_fallback", "published_country")
 

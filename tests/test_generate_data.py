@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from chalicelib.rules import SEGMENT_RULES, country_key
+from infra.local.paths import REAL_FILE
 from scripts import generate_data
 from scripts.generate_data import generate, write
 
-REAL_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voucher_history.parquet.gzip"
 COUNTRIES = {"peru", "latvia", "china", "australia"}
 
 

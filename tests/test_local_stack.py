@@ -168,8 +168,8 @@ def test_env_defaults_are_local():
 
 SESSION_PROBE = """
 from pathlib import Path
-from glue_jobs.voucher_selection_job import local_session
-spark = local_session()
+from glue_jobs import session
+spark = session.local()
 jvm = spark.sparkContext._gateway.proc.pid  # spark-submit execs the JVM: the same process
 print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", ""))
 print(Path(f"/proc/{jvm}/maps").read_text())

@@ -28,8 +28,3 @@ def not_found(code: str, message: str, field: str | None = None) -> ApiError:
 def internal_error() -> ApiError:
     """The answer to an unexpected failure: its details are logged, never sent."""
     return ApiError(500, "internal_error", "the server failed to answer; the error is logged")
-
-
-def shown(value: str, limit: int = 60) -> str:
-    """A client's value quoted for a message, cut short when long."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from psycopg2.extras import RealDictCursor
 
-from chalicelib.api.errors import not_found, shown
+from chalicelib.api.errors import not_found
 from chalicelib.rules import SegmentRule, country_key, rules_from_rows
 from chalicelib.runs import CountryStats, Fallback, Selection, Source
+from chalicelib.text import shown
 
 #: Which run serves each country: changes exactly when something new is published.
 VERSION_SQL = "SELECT country_key, run_id FROM published_country ORDER BY country_key"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chalicelib.api.errors import bad_request, not_found, shown
+from chalicelib.api.errors import bad_request, not_found
 from chalicelib.api.published import Published
 from chalicelib.api.request import VoucherRequest
 from chalicelib.api.responses import amount
 from chalicelib.runs import Selection
+from chalicelib.text import shown
 
 #: Per measure of the rules: the request field it needs and how it is computed from the request.
 MEASURES: dict[str, tuple[str, Callable[[VoucherRequest], int | None]]] = {

@@ -27,7 +27,7 @@ DIST = REPO_ROOT / "dist"
 GLUE_SCRIPT = REPO_ROOT / "glue_jobs" / "voucher_selection_job.py"
 GLUE_PACKAGES = ("glue_jobs", "chalicelib")
 #: Never in a Lambda package: the job's libraries (hundreds of MB, and not what the API runs).
-LAMBDA_FORBIDDEN = frozenset({"pandas", "pyarrow", "pyspark", "numpy"})
+LAMBDA_FORBIDDEN = frozenset({"pandas", "pyarrow", "pyspark", "awswrangler", "numpy"})
 LAMBDA_UNZIPPED_LIMIT = 250 * 2**20  # AWS Lambda's limit for code unzipped
 #: Glue 5.0 runs Python 3.11 on x86_64 Linux.
 GLUE_WHEEL_PLATFORM = ("manylinux2014_x86_64", "3.11")

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from infra.local.paths import REPO_ROOT
+
 TEMPLATES_DIR = REPO_ROOT / "infra" / "cloudformation"
 #: The data plane's stacks, in deploy order; each template is ``<part>.yaml``.
 DATA_PLANE = ("storage", "network", "database", "glue")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg2
 
+from chalicelib import rules
 from chalicelib.sources import MARKER
 from infra.local import s3
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX, Settings, from_env
@@ -138,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path,
                         help="parquet file or dataset folder (default: a generated sample)")
-    parser.add_argument("--countries", default="Peru", help="Peru (default), all, or Peru,Latvia")
+    default = ",".join(rules.DEFAULT_COUNTRIES)
+    parser.add_argument("--countries", default=default,
+                        help=f"{default} (default), all, or a list such as Peru,Latvia")
     parser.add_argument(
         "--trigger", action="store_true", help="upload under incoming/ and follow the run it starts"
     )

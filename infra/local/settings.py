@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chalicelib import sources
+from infra.local import spark_classes
+from infra.local.paths import REAL_FILE, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The real history file, beside the repository (never copied into it); tests skip without it.
-REAL_FILE = REPO_ROOT.parent / "shared" / "data" / "voucher_history.parquet.gzip"
+__all__ = ["REAL_FILE", "REPO_ROOT", "Settings", "from_env"]
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 DUMMY_CREDENTIAL = "testing"
@@ -93,9 +93,7 @@ class Settings:
     @property
     def spark_class_archive(self) -> Path:
         """The JVM class-data archive local Spark sessions start from (``spark_classes``)."""
-        from infra.local.spark_classes import archive_path
-
-        return archive_path()
+        return spark_classes.archive_path(self.state_dir)
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:

@@ -4,7 +4,7 @@ Java's class-data sharing maps the classes an earlier run loaded from one file i
 finding, reading and verifying thousands of them in Spark's jars one by one. On a 2-core laptop
 a session then starts in about 2 s instead of 3.5, and a run's first queries skip most of their
 class loading: about 4 s of a 16 s run on the real history file. Local only: Glue starts its own
-JVMs. ``glue_jobs.voucher_selection_job.local_session`` uses the archive named by
+JVMs. ``glue_jobs.session.local`` uses the archive named by
 ``SPARK_CLASS_ARCHIVE`` when it exists; a stale one (another Java or PySpark) is ignored silently.
 
 The archive is made once per Java and PySpark install (about 30 s, 130 MB in the default state
@@ -17,6 +17,8 @@ small sample and archives its classes at exit.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -24,25 +26,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from infra.local.settings import REPO_ROOT, Settings
+from infra.local.paths import REPO_ROOT
 
 WARM_UP_TIMEOUT_S = 300
 
 
-def archive_path() -> Path:
-    """The archive for this Java and this PySpark install (a new one when either changes)."""
-    import pyspark
-
+def archive_path(state_dir: Path) -> Path:
+    """The archive in ``state_dir`` for this Java and this PySpark install (a new one when either
+    changes); found without importing pyspark, so that naming it costs nothing."""
     java = Path(shutil.which("java") or "java").resolve()
-    jars = Path(pyspark.__file__).parent / "jars"
-    stamp = f"{java}:{java.stat().st_mtime if java.exists() else ''}:{jars}:{pyspark.__version__}"
+    spec = importlib.util.find_spec("pyspark")
+    jars = Path(spec.origin).parent / "jars" if spec and spec.origin else Path("pyspark")
+    version = importlib.metadata.version("pyspark") if spec else ""
+    stamp = f"{java}:{java.stat().st_mtime if java.exists() else ''}:{jars}:{version}"
     digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    return Settings().state_dir / f"spark-classes-{digest}.jsa"
+    return state_dir / f"spark-classes-{digest}.jsa"
 
 
-def ensure() -> str:
+def ensure(state_dir: Path) -> str:
     """Make the archive if it is missing; say what happened in a word or three."""
-    target = archive_path()
+    target = archive_path(state_dir)
     if target.is_file():
         return "reused"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +70,14 @@ def ensure() -> str:
 
 def warm_up() -> None:
     """Run the job's transform on a small sample, then let the JVM exit (and archive)."""
+    from glue_jobs import session
     from glue_jobs.lake_io import Lake
-    from glue_jobs.pipeline import JobOptions, configure, transform
-    from glue_jobs.voucher_selection_job import local_session
+    from glue_jobs.pipeline import JobOptions, transform
     from scripts.generate_data import write
 
     with tempfile.TemporaryDirectory(prefix="spark-classes-") as folder:
         sample = write(Path(folder) / "sample.parquet", rows=2_000, seed=1)
-        spark = local_session()
-        configure(spark)
+        spark = session.local()
         options = JobOptions(str(sample), "all", "warm-up", f"{folder}/c", f"{folder}/r")
         with Lake(spark) as lake:
             transform(spark, lake, options)

@@ -3,7 +3,7 @@ its own JVM, on loopback only. Where closures, broadcasts, caches and observatio
 inside one JVM would break, as on a real cluster (Glue runs a cluster too).
 
     with standalone(workers=2) as (master, ui):  # spark://127.0.0.1:<port>
-        os.environ["SPARK_MASTER"] = master      # local_session() then joins it
+        os.environ["SPARK_MASTER"] = master      # session.local() then joins it
 """
 
 from __future__ import annotations

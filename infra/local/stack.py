@@ -115,7 +115,8 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
         provision(settings, echo)
-        _say(echo, "spark", spark_classes.ensure(), "JVM class archive (faster starts)")
+        _say(echo, "spark", spark_classes.ensure(settings.state_dir),
+             "JVM class archive (faster starts)")
     return Running(settings, {"aws": endpoint, "postgres": pg})
 
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.api.request import MAX_BATCH_ITEMS
-from tests import sample_runs
-from tests.helpers import SAMPLE, assert_error, post
-from tests.sample_runs import PERU
+from scripts import sample_runs
+from scripts.sample_runs import PERU, SAMPLE
+from tests.helpers import assert_error, post
 
 #: Values each field may take: valid ones and every kind of refusal (null: the field is absent).
 VALUES = {

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+from infra.local.paths import REPO_ROOT
+
+SCREENSHOTS = REPO_ROOT / "reports" / "screenshots"
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,8 @@ import urllib.request
 import pytest
 import schemathesis
 
-from tests.helpers import SAMPLE, schema_of
+from scripts.sample_runs import SAMPLE
+from tests.helpers import schema_of
 
 #: Per operation and generation mode; keeps `make test` quick while covering every route.
 MAX_EXAMPLES = 40

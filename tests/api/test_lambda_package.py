@@ -5,10 +5,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pandas", "pyarrow", "pyspark", "awswrangler", "numpy")
+from infra.deploy.package import LAMBDA_FORBIDDEN
+from infra.local.paths import REPO_ROOT
+
+HEAVY = tuple(sorted(LAMBDA_FORBIDDEN))
 
 
 def test_importing_the_app_loads_no_data_stack_and_no_aws_client():

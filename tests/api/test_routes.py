@@ -6,7 +6,6 @@ import json
 import logging
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,9 +15,10 @@ from app import app
 from chalicelib.api.request import BLANK_PATTERN, ORDERS_TEXT_PATTERN, TIMESTAMP_PATTERN
 from chalicelib.api.run_history import LIMIT_PATTERN
 from chalicelib.rules import SEGMENT_RULES
-from tests import sample_runs
-from tests.helpers import SAMPLE, assert_error, get, post, table_counts
-from tests.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK
+from infra.local.paths import REPO_ROOT
+from scripts import sample_runs
+from scripts.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK, SAMPLE
+from tests.helpers import assert_error, get, post, table_counts
 
 VOUCHER_DAY = date(2018, 12, 1)
 def days_ago(days: int) -> str:
@@ -307,7 +307,7 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
     assert country["schema"]["not"] == schema["country_code"]["not"] == {"pattern": BLANK_PATTERN}
     [limit] = document["paths"]["/runs"]["get"]["parameters"]
     assert limit["schema"]["pattern"] == LIMIT_PATTERN
-    on_disk = Path(__file__).parents[2] / "chalicelib/api/static/openapi.json"
+    on_disk = REPO_ROOT / "chalicelib/api/static/openapi.json"
     assert json.loads(on_disk.read_text()) == document
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import runs
-from tests import sample_runs
+from scripts import sample_runs
 from tests.helpers import assert_error, get
 
 

@@ -11,8 +11,9 @@ from chalicelib import db as chalice_db
 from chalicelib.api.store import PublishedStore, default_store
 from chalicelib.migrate import migrate
 from infra.local import postgres
-from tests import sample_runs
-from tests.helpers import SAMPLE, get, post
+from scripts import sample_runs
+from scripts.sample_runs import SAMPLE
+from tests.helpers import get, post
 
 PERU_FREQUENT = {"country_code": "Peru", "segment_name": "frequent_segment", "total_orders": 2}
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.runs import Selection
-from tests import sample_runs
-from tests.helpers import SAMPLE, assert_error, get, post
-from tests.sample_runs import PERU, PERU_FALLBACK
+from scripts import sample_runs
+from scripts.sample_runs import PERU, PERU_FALLBACK, SAMPLE
+from tests.helpers import assert_error, get, post
 
 
 def peru(body: dict) -> dict:

@@ -18,7 +18,8 @@ from infra.local import catalog as local_catalog
 from infra.local import s3 as local_s3
 from infra.local.errors import StackError
 from infra.local.processes import free_port
-from tests.helpers import SAMPLE, get, listening, post, put, sample_bytes, served, settle
+from scripts.sample_runs import SAMPLE
+from tests.helpers import get, listening, post, put, sample_bytes, served, settle
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chalicelib import rules
-from glue_jobs.transforms import InputError
+from chalicelib.sources import InputError
 from infra.local import pipeline as local_pipeline
 from infra.local.settings import REAL_FILE
 from scripts.generate_data import write

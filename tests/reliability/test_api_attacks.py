@@ -16,8 +16,9 @@ import pytest
 import schemathesis
 
 from chalicelib.api.request import MAX_BODY_BYTES
-from tests import sample_runs
-from tests.helpers import SAMPLE, call, get, post, schema_of, table_counts
+from scripts import sample_runs
+from scripts.sample_runs import SAMPLE
+from tests.helpers import call, get, post, schema_of, table_counts
 
 FIELDS = ["customer_id", "country_code", "segment_name", "total_orders", "last_order_ts",
           "first_order_ts", "timestamp", "strict"]

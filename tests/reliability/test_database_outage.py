@@ -14,8 +14,9 @@ import pytest
 
 from glue_jobs import pipeline
 from infra.local import postgres
-from tests import sample_runs
-from tests.helpers import SAMPLE, get, post, run_job, sample_bytes, upload
+from scripts import sample_runs
+from scripts.sample_runs import SAMPLE
+from tests.helpers import get, post, run_job, sample_bytes, upload
 
 
 def fetch(url: str, sql: str, *params) -> list[tuple]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from glue_jobs.transforms import InputError
+from chalicelib.sources import InputError
 from infra.local import aws
 from infra.local import s3 as local_s3
 from infra.local.settings import from_env

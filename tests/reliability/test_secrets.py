@@ -19,8 +19,9 @@ from chalicelib.api.store import default_store
 from infra.local import postgres, processes
 from infra.local import s3 as local_s3
 from infra.local.serve import serving
+from scripts.sample_runs import SAMPLE
 from tests.conftest import TEST_STAGE
-from tests.helpers import SAMPLE, call, fetch, get, post, run_job, sample_bytes, upload
+from tests.helpers import call, fetch, get, post, run_job, sample_bytes, upload
 
 SECRET = f"Zq{uuid.uuid4().hex[:12]}"  # what must never be seen
 PASSWORD = f"{SECRET}%40:x"  # as a URL carries it: '@' percent-encoded, a ':' inside

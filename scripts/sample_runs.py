@@ -1,4 +1,5 @@
-"""Published runs for the API tests, written with the pipeline's ``start_run``, ``publish_run``.
+"""The SPEC's sample request, and published runs for the API's tests and benchmark, written with
+the pipeline's ``start_run`` and ``publish_run``.
 
 ``FIRST`` publishes Peru (every segment has history), Latvia (``14-37`` and ``180+`` have none,
 one amount is not whole) and China. ``SECOND`` later publishes Peru alone with other amounts, so
@@ -18,6 +19,11 @@ from chalicelib.runs import (
     publish_run,
     start_run,
 )
+
+#: The SPEC's sample ``POST /voucher`` body (Peru, recency 180+: 2640 in the real history).
+SAMPLE = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00",
+          "first_order_ts": "2017-05-03 00:00:00", "total_orders": 15,
+          "segment_name": "recency_segment"}
 
 FIRST_RUN = "run-2026-11-01"
 SECOND_RUN = "run-2026-11-20"
