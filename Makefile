@@ -37,29 +37,38 @@ PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv java lint test up down status clean pipeline run serve package deploy bench-api \
+.PHONY: help venv lock unit java lint test up down status clean pipeline run serve package deploy bench-api \
 	bench-pipeline bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-# uv installs the pinned requirements several times faster than pip; it comes from PyPI into
-# the venv itself, and pip does the work when it cannot be had.
-$(STAMP): requirements.txt requirements-dev.txt
+# The venv is installed from requirements-dev.lock: every package of the development environment
+# at the version CI tested, each checked against its hashes. uv installs it several times faster
+# than pip; it comes from PyPI into the venv itself, and pip does the work when it cannot be had.
+$(STAMP): requirements.txt requirements-dev.txt requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11" \
 		"(Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	@if $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); then \
-		echo "installing requirements-dev.txt with uv"; \
-		$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt; \
+		echo "installing requirements-dev.lock with uv"; \
+		$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes -r requirements-dev.lock; \
 	else \
-		echo "uv not available: installing requirements-dev.txt with pip"; \
-		$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
+		echo "uv not available: installing requirements-dev.lock with pip"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
+			-r requirements-dev.lock; \
 	fi
 	@touch $@
 
-venv: $(STAMP) ## create .venv from requirements-dev.txt (again whenever a requirements file changes)
+venv: $(STAMP) ## create .venv from requirements-dev.lock (again whenever a requirements file changes)
+
+lock: venv ## re-resolve requirements-dev.txt into requirements-dev.lock (hashes included)
+	$(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --no-annotate \
+		--python-version 3.11 --custom-compile-command "make lock" -o requirements-dev.lock
+
+unit: venv ## the tests that need neither the local stack nor Spark nor a browser: seconds
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@command -v java >/dev/null || { echo "java not found: Spark needs Java 17" \

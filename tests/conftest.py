@@ -45,6 +45,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Fixtures that start something heavy: a test needing none of them (directly or through another
+#: fixture) is a unit test, run by ``make unit`` in seconds.
+_HEAVY_FIXTURES = {"local_stack", "spark", "browser", "throwaway_server", "throwaway_endpoint",
+                   "private_stack", "report"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not _HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One real Spark local-mode session for the whole test run, configured like the job's."""

@@ -57,7 +57,7 @@ def seen(caplog, capsys):
 
 def failure(call_it) -> str:
     """The exception ``call_it`` raises, with its traceback, as a process would print it."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - any failure, its text is the point
+    with pytest.raises(Exception) as caught:  # any failure: its text is the point
         call_it()
     return "".join(traceback.format_exception(caught.value))
 
