@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 
-import psycopg2
-import pytest
-
 from chalicelib import db as chalice_db
 from chalicelib.api.store import PublishedStore, default_store
-from chalicelib.migrate import migrate
 from infra.local import postgres
 from scripts import sample_runs
 from scripts.sample_runs import SAMPLE
@@ -78,20 +74,6 @@ def test_a_failed_run_changes_nothing_served(client, published):
     start_run(published, "run-broken", Source("voucher-raw", "incoming/broken.parquet"), None)
     fail_run(published, "run-broken", "not a parquet file")
     assert get(client, "/selection_criteria") == before
-
-
-@pytest.fixture
-def throwaway_server(monkeypatch):
-    """A PostgreSQL server of this test's own, published to and named by DATABASE_URL."""
-    with postgres.temporary() as server:
-        conn = psycopg2.connect(server.url)
-        try:
-            migrate(conn)
-            sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
-        finally:
-            conn.close()
-        monkeypatch.setenv("DATABASE_URL", server.url)
-        yield server
 
 
 def test_database_stopped_mid_test_serves_stale_answers_and_reports_degraded(
