@@ -76,8 +76,10 @@ java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@java -version 2>&1 | grep -q 'version "17' || echo "warning: Glue 5.0 runs Java 17," \
 		"this is: $$(java -version 2>&1 | head -n 1)" >&2
 
-lint: venv ## ruff check .
+lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: venv java lint up ## lint, stack up, every test (PYTEST_ARGS="-k name -x" to narrow); services stay up
 	$(PY) -m pytest $(PYTEST_ARGS)

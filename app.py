@@ -1,4 +1,5 @@
-"""Voucher Selection: the table of routes and event handlers. The work lives in ``chalicelib``."""
+"""Voucher Selection: the Chalice app, its HTTP routes (``chalicelib/api/routes.py``) and event
+handlers. The work lives in ``chalicelib``."""
 
 import os
 
@@ -6,52 +7,10 @@ from chalice import Chalice
 
 from chalicelib import job_events, uploads
 from chalicelib import migrate as migrations
-from chalicelib.api import edge, handlers
+from chalicelib.api import edge, routes
 
 app = Chalice(app_name="voucher-selection")
-#: Where a stage asks for the API key (prod), every route with the product's answers or its
-#: operational data (buckets, keys, ETags, errors) asks for it; /health then says only "ok".
-KEYED = handlers.api_key_required()
-
-
-@app.route("/voucher", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
-def voucher():
-    return handlers.voucher(app.current_request)
-
-
-@app.route("/vouchers", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
-def vouchers():
-    return handlers.vouchers(app.current_request)
-
-
-@app.route("/selection_criteria", methods=["GET"])
-def selection_criteria():
-    return handlers.criteria(app.current_request)
-
-
-@app.route("/search_voucher", methods=["GET"])
-def search_voucher():
-    return handlers.search_page(app.current_request)
-
-
-@app.route("/health", methods=["GET"])
-def health():
-    return handlers.health(app.current_request)
-
-
-@app.route("/runs", methods=["GET"], api_key_required=KEYED)
-def runs():
-    return handlers.runs(app.current_request)
-
-
-@app.route("/runs/{run_id}", methods=["GET"], api_key_required=KEYED)
-def run(run_id):
-    return handlers.run(app.current_request, run_id)
-
-
-@app.route("/openapi.json", methods=["GET"])
-def openapi():
-    return handlers.openapi(app.current_request)
+app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py
 
 
 @app.middleware("http")

@@ -75,19 +75,27 @@ def mixed_requests(count: int, seed: int = 7) -> list[bytes]:
             body = {**frequent, "total_orders": rng.randint(0, 45)}
         elif kind < 0.90:
             last = MOMENT - timedelta(days=rng.randint(0, 400))
-            body = {**base, "segment_name": "recency_segment", "total_orders": 3,
-                    "last_order_ts": f"{last} 10:00:00", "first_order_ts": "2016-01-01",
-                    "timestamp": MOMENT.isoformat()}  # fmt: skip
+            body = {
+                **base,
+                "segment_name": "recency_segment",
+                "total_orders": 3,
+                "last_order_ts": f"{last} 10:00:00",
+                "first_order_ts": "2016-01-01",
+                "timestamp": MOMENT.isoformat(),
+            }
         else:
-            body = rng.choice([
-                None,  # not JSON
-                {**base, "segment_name": "loyalty_segment", "total_orders": 3},
-                {**frequent, "total_orders": -2},
-                {"customer_id": n, "segment_name": "frequent_segment", "total_orders": 3},
-                {**frequent, "country_code": "Narnia", "total_orders": 3},
-            ])  # fmt: skip
-        bodies.append(b'{"customer_id": 1, "country_code": ' if body is None else
-                      json.dumps(body).encode())  # fmt: skip
+            body = rng.choice(
+                [
+                    None,  # not JSON
+                    {**base, "segment_name": "loyalty_segment", "total_orders": 3},
+                    {**frequent, "total_orders": -2},
+                    {"customer_id": n, "segment_name": "frequent_segment", "total_orders": 3},
+                    {**frequent, "country_code": "Narnia", "total_orders": 3},
+                ]
+            )
+        bodies.append(
+            b'{"customer_id": 1, "country_code": ' if body is None else json.dumps(body).encode()
+        )
     return bodies
 
 
@@ -98,23 +106,35 @@ def batch_requests(count: int, items: int) -> list[bytes]:
     for body in mixed_requests(count * items + count * items // 9 + 10, seed=11):
         with contextlib.suppress(ValueError):
             customers.append(json.loads(body))
-    return [json.dumps({"customers": customers[i * items:(i + 1) * items]}).encode()
-            for i in range(count)]  # fmt: skip
+    return [
+        json.dumps({"customers": customers[i * items : (i + 1) * items]}).encode()
+        for i in range(count)
+    ]
 
 
-def proxy_event(method: str, path: str, body: bytes | None = None,
-                query: dict[str, str] | None = None) -> dict:
+def proxy_event(
+    method: str, path: str, body: bytes | None = None, query: dict[str, str] | None = None
+) -> dict:
     """An API Gateway REST proxy event, as API Gateway hands it to the Lambda."""
     headers = {"Content-Type": "application/json", "Host": "api.example.com"}
     return {
-        "resource": path, "path": path, "httpMethod": method,
-        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": query,
         "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None, "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/api{path}",
-                           "stage": "api", "requestId": str(uuid.uuid4()),
-                           "identity": {"sourceIp": "127.0.0.1"}},
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/api{path}",
+            "stage": "api",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
         "body": None if body is None else body.decode(),
         "isBase64Encoded": False,
     }
@@ -128,8 +148,13 @@ def timed(call: Callable[[object], int], items: list) -> dict:
         statuses[call(item)] += 1
         timings.append(time.perf_counter_ns() - started)
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
-    return {"requests": len(items), "p50": cuts[49] / 1e6, "p99": cuts[98] / 1e6,
-            "max": max(timings) / 1e6, "statuses": dict(sorted(statuses.items()))}  # fmt: skip
+    return {
+        "requests": len(items),
+        "p50": cuts[49] / 1e6,
+        "p99": cuts[98] / 1e6,
+        "max": max(timings) / 1e6,
+        "statuses": dict(sorted(statuses.items())),
+    }
 
 
 def measure_warm(events: list[dict]) -> dict:
@@ -149,9 +174,11 @@ def measure_sql(url: str, bodies: list[bytes]) -> dict:
 
 def measure_http(bodies: list[bytes]) -> dict:
     """Over HTTP through ``chalice local`` on this process's database, one connection each."""
+
     def post(body: bytes) -> int:
-        request = urllib.request.Request(f"{url}/voucher", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/voucher", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
@@ -159,9 +186,10 @@ def measure_http(bodies: list[bytes]) -> dict:
         except urllib.error.HTTPError as error:
             return error.code
 
-    with tempfile.TemporaryDirectory() as folder, serving(
-        dict(os.environ), Path(folder) / "server.log", HTTP_STAGE
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        serving(dict(os.environ), Path(folder) / "server.log", HTTP_STAGE) as url,
+    ):
         post(bodies[0])  # the server's first answer loads the published runs
         return timed(post, bodies)
 
@@ -171,8 +199,11 @@ def answers_agree(url: str, bodies: list[bytes]) -> bool:
     import app
 
     def essentials(status: int, body: dict) -> tuple:
-        return (status, *(body.get(k) for k in ("voucher_amount", "segment", "basis")),
-                body.get("error", {}).get("code"))  # fmt: skip
+        return (
+            status,
+            *(body.get(k) for k in ("voucher_amount", "segment", "basis")),
+            body.get("error", {}).get("code"),
+        )
 
     with contextlib.closing(psycopg2.connect(url)) as conn:
         for body in bodies:
@@ -188,8 +219,13 @@ def measure_cold(event: dict, runs: int) -> list[dict[str, float]]:
     results = []
     for _ in range(runs):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", _COLD_PROBE, json.dumps(event)],
-                             cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _COLD_PROBE, json.dumps(event)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         process_ms = (time.perf_counter() - started) * 1e3
         results.append({**json.loads(out.stdout), "process_ms": process_ms})
     return results
@@ -198,8 +234,10 @@ def measure_cold(event: dict, runs: int) -> list[dict[str, float]]:
 def machine_text() -> str:
     m = machine()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB RAM, "
-            f"Python {m['python']}, {m['system']}, load average {load} when it ran")
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB RAM, "
+        f"Python {m['python']}, {m['system']}, load average {load} when it ran"
+    )
 
 
 def markdown(report: dict) -> str:
@@ -217,7 +255,7 @@ def markdown(report: dict) -> str:
         return f"{m['p50']:.3f} / {m['p99']:.3f} / {m['max']:.2f} ms ({statuses})"
 
     zip_mib = report["zip_mib"]
-    return "\n".join([
+    lines = [
         SECTION,
         "",
         f"Command: `{COMMAND}` (`python -m benchmarks.bench_api`). Machine: {report['machine']}.",
@@ -254,22 +292,35 @@ def markdown(report: dict) -> str:
         f"In-process p99 is {report['sql']['p99'] / report['warm']['p99']:.0f}x lower than one "
         "SQL query per request on this machine, before any network between Lambda and RDS.",
         "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_api", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_api",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--http-requests", type=int, default=1_000,
-                        help="of the same mix, over HTTP through chalice local")
-    parser.add_argument("--batches", type=int, default=200,
-                        help="POST /vouchers requests of --batch-items customers each")
+    parser.add_argument(
+        "--http-requests",
+        type=int,
+        default=1_000,
+        help="of the same mix, over HTTP through chalice local",
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=200,
+        help="POST /vouchers requests of --batch-items customers each",
+    )
     parser.add_argument("--batch-items", type=int, default=1_000)
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--zip", type=Path, help="the deployment.zip `make package` built")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports",
-                        help="where bench_api.{json,md} go")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "reports", help="where bench_api.{json,md} go"
+    )
     parser.add_argument("--write", type=Path, help="update this file's API section")
     args = parser.parse_args(argv)
     bodies = mixed_requests(args.requests)
@@ -277,16 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     criteria = proxy_event("GET", "/selection_criteria", query={"country": "Peru"})
     spec_sample = json.dumps({**SAMPLE, "timestamp": str(MOMENT)}).encode()
     sample = proxy_event("POST", "/voucher", spec_sample)
-    with throwaway_database(lambda conn: sample_runs.publish(conn, sample_runs.FIRST_RUN,
-                                                             sample_runs.FIRST)) as url:
+    with throwaway_database(
+        lambda conn: sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
+    ) as url:
         os.environ["DATABASE_URL"] = url
         report = {
             "command": COMMAND,
             "machine": machine_text(),
             "cold": measure_cold(sample, args.cold_runs),
             "warm": measure_warm(voucher),
-            "batch": measure_warm([proxy_event("POST", "/vouchers", body)
-                                   for body in batch_requests(args.batches, args.batch_items)]),
+            "batch": measure_warm(
+                [
+                    proxy_event("POST", "/vouchers", body)
+                    for body in batch_requests(args.batches, args.batch_items)
+                ]
+            ),
             "batch_items": args.batch_items,
             "criteria": measure_warm([criteria] * args.requests),
             "sql": measure_sql(url, bodies),

@@ -43,8 +43,13 @@ from infra.local.settings import REAL_FILE, REPO_ROOT, from_env
 
 SECTION = "## Pipeline"
 ENGINES = ("spark", "copy", "pandas", "arrow")
-LABELS = {"spark": "ours", "before": "ours before", "copy": "Spark copy", "pandas": "pandas",
-          "arrow": "floor"}
+LABELS = {
+    "spark": "ours",
+    "before": "ours before",
+    "copy": "Spark copy",
+    "pandas": "pandas",
+    "arrow": "floor",
+}
 DEFAULT_SIZES = "1000000,10000000,30000000"
 #: pandas holds the whole file in memory (6 GB at 10M rows): beyond this it is left out.
 PANDAS_MAX_ROWS = 10_000_000
@@ -87,8 +92,9 @@ def spark_jobs(event_log: str) -> dict[str, dict[str, float]]:
                 job_group[event["Job ID"]] = group
                 started[event["Job ID"]] = event["Submission Time"]
                 stage_group.update(dict.fromkeys(event["Stage IDs"], group))
-                entry = groups.setdefault(group, {"jobs": 0, "wall_s": 0.0, "run_s": 0.0,
-                                                  "cpu_s": 0.0})  # fmt: skip
+                entry = groups.setdefault(
+                    group, {"jobs": 0, "wall_s": 0.0, "run_s": 0.0, "cpu_s": 0.0}
+                )
                 entry["jobs"] += 1
             elif kind == "SparkListenerJobEnd":
                 group = job_group[event["Job ID"]]
@@ -126,13 +132,18 @@ def _work_spark(path: str, countries: str) -> dict:
         "transform_s": transform,
         "db_s": done - session - transform,  # record and publish the run (and the glue)
         "work_s": done - imported,
-        "phases": {name: {"driver_s": seconds, **jobs.get(name, {})}
-                   for name, seconds in outcome.phases.items()},  # fmt: skip
+        "phases": {
+            name: {"driver_s": seconds, **jobs.get(name, {})}
+            for name, seconds in outcome.phases.items()
+        },
         "countries": {
-            c.country_key: {"rows_in": c.rows_in, "rows_kept": c.rows_kept,
-                            "rejected_by_reason": dict(c.rejected_by_reason)}
+            c.country_key: {
+                "rows_in": c.rows_in,
+                "rows_kept": c.rows_kept,
+                "rejected_by_reason": dict(c.rejected_by_reason),
+            }
             for c in outcome.result.countries
-        },  # fmt: skip
+        },
     }
 
 
@@ -149,9 +160,13 @@ def _work_copy(path: str, countries: str) -> dict:
             rows = copy(spark, path, f"{out}/copy")
         done = time.perf_counter()
         spark.stop()
-    return {"import_s": imported - started, "session_s": session - imported,
-            "transform_s": done - session, "work_s": done - imported,
-            "countries": {k: {"rows_in": n} for k, n in rows.items()}}  # fmt: skip
+    return {
+        "import_s": imported - started,
+        "session_s": session - imported,
+        "transform_s": done - session,
+        "work_s": done - imported,
+        "countries": {k: {"rows_in": n} for k, n in rows.items()},
+    }
 
 
 def _work_pandas(path: str, countries: str) -> dict:
@@ -161,8 +176,11 @@ def _work_pandas(path: str, countries: str) -> dict:
     imported = time.perf_counter()
     result = pandas_baseline.run(path, countries)
     done = time.perf_counter()
-    return {"import_s": imported - started, "work_s": done - imported,
-            "countries": result["countries"]}  # fmt: skip
+    return {
+        "import_s": imported - started,
+        "work_s": done - imported,
+        "countries": result["countries"],
+    }
 
 
 def _work_arrow(path: str, countries: str) -> dict:
@@ -173,14 +191,21 @@ def _work_arrow(path: str, countries: str) -> dict:
     table = pq.read_table(path)
     counts = table.group_by("country_code").aggregate([("country_code", "count")])
     done = time.perf_counter()
-    return {"import_s": imported - started, "work_s": done - imported,
-            "countries": {str(k): {"rows_in": n} for k, n in zip(
-                counts["country_code"].to_pylist(), counts["country_code_count"].to_pylist(),
-                strict=True)}}  # fmt: skip
+    return {
+        "import_s": imported - started,
+        "work_s": done - imported,
+        "countries": {
+            str(k): {"rows_in": n}
+            for k, n in zip(
+                counts["country_code"].to_pylist(),
+                counts["country_code_count"].to_pylist(),
+                strict=True,
+            )
+        },
+    }
 
 
-WORKERS = {"spark": _work_spark, "copy": _work_copy, "pandas": _work_pandas,
-           "arrow": _work_arrow}
+WORKERS = {"spark": _work_spark, "copy": _work_copy, "pandas": _work_pandas, "arrow": _work_arrow}
 
 
 # --- the parent: processes, memory, medians -----------------------------------------------------
@@ -217,18 +242,32 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(engine: str, path: Path, countries: str, env: dict[str, str],
-            trees: dict[str, Path]) -> dict:  # fmt: skip
+def measure(
+    engine: str, path: Path, countries: str, env: dict[str, str], trees: dict[str, Path]
+) -> dict:
     """One run of ``engine`` in a fresh subprocess: its own timings, process wall, peak tree RSS.
 
     ``before`` is ours run from the worktree in ``trees`` (its code, this machine, this round)."""
     worker, cwd = ("spark", trees["before"]) if engine == "before" else (engine, REPO_ROOT)
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_pipeline", "--worker", worker,
-         "--data", str(path), "--countries", countries],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_pipeline",
+            "--worker",
+            worker,
+            "--data",
+            str(path),
+            "--countries",
+            countries,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak, ticks = 0, 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc.pid))
@@ -240,24 +279,32 @@ def measure(engine: str, path: Path, countries: str, env: dict[str, str],
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} on {path} failed ({proc.returncode}):\n{err[-3000:]}")
-    return {**json.loads(out.strip().splitlines()[-1]), "process_s": process_s,
-            "peak_rss_bytes": peak}  # fmt: skip
+    return {
+        **json.loads(out.strip().splitlines()[-1]),
+        "process_s": process_s,
+        "peak_rss_bytes": peak,
+    }
 
 
 def _median_phases(runs: list[dict]) -> dict:
     """Per phase and measure, the median over the runs (phases as the first run names them)."""
     return {
-        name: {key: statistics.median(r["phases"][name].get(key, 0.0) for r in runs)
-               for key in runs[0]["phases"][name]}
+        name: {
+            key: statistics.median(r["phases"][name].get(key, 0.0) for r in runs)
+            for key in runs[0]["phases"][name]
+        }
         for name in runs[0]["phases"]
-    }  # fmt: skip
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
     """Medians over the runs of one engine on one input (counts from the first run)."""
     keys = [k for k in runs[0] if k.endswith("_s") or k == "peak_rss_bytes"]
-    summary = {"runs": len(runs), **{k: statistics.median(r[k] for r in runs) for k in keys},
-               "countries": runs[0]["countries"]}  # fmt: skip
+    summary = {
+        "runs": len(runs),
+        **{k: statistics.median(r[k] for r in runs) for k in keys},
+        "countries": runs[0]["countries"],
+    }
     if "phases" in runs[0]:
         summary["phases"] = _median_phases(runs)
     return summary
@@ -294,33 +341,48 @@ def counts_match(spark: dict, pandas: dict) -> bool:
     }
 
 
-def bench(inputs_: list[tuple[str, Path]], runs: int, single_run_from: int, countries: str,
-          env: dict[str, str], engines: tuple[str, ...] = ENGINES,
-          trees: dict[str, Path] | None = None) -> list[dict]:  # fmt: skip
+def bench(
+    inputs_: list[tuple[str, Path]],
+    runs: int,
+    single_run_from: int,
+    countries: str,
+    env: dict[str, str],
+    engines: tuple[str, ...] = ENGINES,
+    trees: dict[str, Path] | None = None,
+) -> list[dict]:
     results = []
     for label, path in inputs_:
         rows = parquet_rows(path)
         n = 1 if rows >= single_run_from else runs
         measured: dict[str, list[dict]] = {
-            e: [] for e in engines if e != "pandas" or rows <= PANDAS_MAX_ROWS}
+            e: [] for e in engines if e != "pandas" or rows <= PANDAS_MAX_ROWS
+        }
         for i in range(n):  # engines interleaved: each round sees the same machine load
             for engine in measured:
                 print(f"{label}: {engine} run {i + 1}/{n}", flush=True)
                 measured[engine].append(measure(engine, path, countries, env, trees or {}))
-        entry = {"input": label, "path": str(path), "rows": rows,
-                 "file_mb": path.stat().st_size / 1e6,
-                 "engines": {e: summarise(r) for e, r in measured.items()}}  # fmt: skip
+        entry = {
+            "input": label,
+            "path": str(path),
+            "rows": rows,
+            "file_mb": path.stat().st_size / 1e6,
+            "engines": {e: summarise(r) for e, r in measured.items()},
+        }
         got = entry["engines"]
         if "spark" in got and "pandas" in got:
-            entry["counts_match"] = counts_match(got["spark"]["countries"],
-                                                 got["pandas"]["countries"])
+            entry["counts_match"] = counts_match(
+                got["spark"]["countries"], got["pandas"]["countries"]
+            )
         if "spark" in got:
             ours = got["spark"]
             entry["ratios"] = {
-                f"ours/{other}": {"work": ours["work_s"] / got[other]["work_s"],
-                                  "process": ours["process_s"] / got[other]["process_s"]}
-                for other in ("copy", "pandas", "arrow", "before") if other in got
-            }  # fmt: skip
+                f"ours/{other}": {
+                    "work": ours["work_s"] / got[other]["work_s"],
+                    "process": ours["process_s"] / got[other]["process_s"],
+                }
+                for other in ("copy", "pandas", "arrow", "before")
+                if other in got
+            }
         for e in got.values():
             e["rows_per_s"] = rows / e["work_s"] if e["work_s"] else None
         results.append(entry)
@@ -343,8 +405,14 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     load = lambda key: ", ".join(f"{x:.1f}" for x in report[key])  # noqa: E731
     d = report.get("load_during")
-    during = (f"; 1-minute load sampled every second during the run: {d['min']:.1f} min, "
-              f"{d['mean']:.1f} mean, {d['max']:.1f} max") if d else ""
+    during = (
+        (
+            f"; 1-minute load sampled every second during the run: {d['min']:.1f} min, "
+            f"{d['mean']:.1f} mean, {d['max']:.1f} max"
+        )
+        if d
+        else ""
+    )
     before = report.get("before")
     lines = [
         SECTION,
@@ -365,8 +433,14 @@ def markdown(report: dict) -> str:
         "- **Spark copy**: `benchmarks/spark_copy.py`, the least this job must do, done by Spark "
         "in the same session: read every row, compute the country key, write every row once as "
         "parquet partitioned by country, count the rows per country from what was written;",
-        *([f"- **ours before**: the job at `{before}`, from a worktree of it, in the same rounds;"]
-          if before else []),
+        *(
+            [
+                f"- **ours before**: the job at `{before}`, from a worktree of it, in the same"
+                " rounds;"
+            ]
+            if before
+            else []
+        ),
         "- **pandas**: `benchmarks/pandas_baseline.py`, the usual public solution: read the whole "
         "file, clean, segment and group in memory (writes nothing);",
         "- **floor**: pyarrow reads the whole file and counts rows per country.",
@@ -384,20 +458,32 @@ def markdown(report: dict) -> str:
         for name, e in r["engines"].items():
             work = f"{e['work_s']:.2f}"
             if name == "spark":
-                work += (f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform + "
-                         f"{e['db_s']:.2f} db)")
+                work += (
+                    f" ({e['session_s']:.1f} session + {e['transform_s']:.1f} transform + "
+                    f"{e['db_s']:.2f} db)"
+                )
             ratio = r.get("ratios", {}).get(f"ours/{name}")
             ratio = f"{ratio['process']:.2f}x ({ratio['work']:.2f}x)" if ratio else ""
-            match = ("yes" if r["counts_match"] else "**no**") if name == "pandas" and \
-                "counts_match" in r else ""
+            match = (
+                ("yes" if r["counts_match"] else "**no**")
+                if name == "pandas" and "counts_match" in r
+                else ""
+            )
             lines.append(
                 f"| {r['input']} | {r['rows']:,} | {r['file_mb']:.1f} MB | {LABELS[name]} | "
                 f"{e['runs']} | {work} | {e['process_s']:.2f} | {e['rows_per_s']:,.0f} | "
                 f"{_mib(e['peak_rss_bytes'])} | {ratio} | {match} |"
             )
-    lines += ["", *phase_table(report["results"]), "", *findings(report["results"]), "",
-              "Plot: `reports/bench_pipeline.png` (log-log wall time against rows); the same "
-              "figures as JSON and Markdown beside it.", ""]  # fmt: skip
+    lines += [
+        "",
+        *phase_table(report["results"]),
+        "",
+        *findings(report["results"]),
+        "",
+        "Plot: `reports/bench_pipeline.png` (log-log wall time against rows); the same "
+        "figures as JSON and Markdown beside it.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -408,14 +494,21 @@ def phase_table(results: list[dict]) -> list[str]:
     if not rows:
         return []
     names = list(rows[0]["engines"]["spark"]["phases"])
-    lines = ["Where ours spends its time, per phase (driver wall s / Spark jobs' wall s / "
-             "executor CPU s, from the job's own timings and Spark's event log):", "",
-             "| input | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]  # fmt: skip
+    lines = [
+        "Where ours spends its time, per phase (driver wall s / Spark jobs' wall s / "
+        "executor CPU s, from the job's own timings and Spark's event log):",
+        "",
+        "| input | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
     for r in rows:
         phases = r["engines"]["spark"]["phases"]
-        cells = [f"{p['driver_s']:.1f} / {p.get('wall_s', 0):.1f} / {p.get('cpu_s', 0):.1f}"
-                 if (p := phases.get(n)) else "" for n in names]  # fmt: skip
+        cells = [
+            f"{p['driver_s']:.1f} / {p.get('wall_s', 0):.1f} / {p.get('cpu_s', 0):.1f}"
+            if (p := phases.get(n))
+            else ""
+            for n in names
+        ]
         lines.append(f"| {r['input']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -429,8 +522,11 @@ def findings(results: list[dict]) -> list[str]:
     for r in measured:
         ratios = r["ratios"]
         parts = [f"ours/copy {ratios['ours/copy']['process']:.2f}x"]
-        for other, label in (("pandas", "ours/pandas"), ("arrow", "ours/floor"),
-                             ("before", "ours/before")):  # fmt: skip
+        for other, label in (
+            ("pandas", "ours/pandas"),
+            ("arrow", "ours/floor"),
+            ("before", "ours/before"),
+        ):
             if f"ours/{other}" in ratios:
                 parts.append(f"{label} {ratios[f'ours/{other}']['process']:.2f}x")
         aim = "within" if ratios["ours/copy"]["process"] <= 1.5 else "beyond"
@@ -445,32 +541,53 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    styles = {"spark": ("ours (Spark local, transform + session)", "o-"),
-              "before": ("ours before", "o--"), "copy": ("Spark copy (read, key, write)", "D-"),
-              "pandas": ("pandas baseline", "s-"), "arrow": ("floor (pyarrow read + count)", "^-")}
+    styles = {
+        "spark": ("ours (Spark local, transform + session)", "o-"),
+        "before": ("ours before", "o--"),
+        "copy": ("Spark copy (read, key, write)", "D-"),
+        "pandas": ("pandas baseline", "s-"),
+        "arrow": ("floor (pyarrow read + count)", "^-"),
+    }
     generated = [r for r in report["results"] if r["input"] != "real file"]
     real = [r for r in report["results"] if r["input"] == "real file"]
     for engine, (label, style) in styles.items():
-        points = [(r["rows"], r["engines"][engine]["work_s"]) for r in generated
-                  if engine in r["engines"]]
+        points = [
+            (r["rows"], r["engines"][engine]["work_s"]) for r in generated if engine in r["engines"]
+        ]
         if points:
             ax.plot(*zip(*points, strict=True), style, label=label)
         for r in real:
             if engine in r["engines"]:
-                ax.plot(r["rows"], r["engines"][engine]["work_s"], style[0], mfc="none", ms=10,
-                        color=ax.lines[-1].get_color() if points else None)
+                ax.plot(
+                    r["rows"],
+                    r["engines"][engine]["work_s"],
+                    style[0],
+                    mfc="none",
+                    ms=10,
+                    color=ax.lines[-1].get_color() if points else None,
+                )
         if engine == "spark":
-            session = [(r["rows"], r["engines"]["spark"]["session_s"]) for r in generated
-                       if "spark" in r["engines"]]
+            session = [
+                (r["rows"], r["engines"]["spark"]["session_s"])
+                for r in generated
+                if "spark" in r["engines"]
+            ]
             if session:
-                ax.plot(*zip(*session, strict=True), "o:", color=ax.lines[-1].get_color(),
-                        alpha=0.6, label="ours: session start alone")
+                ax.plot(
+                    *zip(*session, strict=True),
+                    "o:",
+                    color=ax.lines[-1].get_color(),
+                    alpha=0.6,
+                    label="ours: session start alone",
+                )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("input rows (count, log scale)")
     ax.set_ylabel("wall time (seconds, log scale)")
-    ax.set_title("Voucher pipeline: wall time vs input rows"
-                 f" ({report['machine']['cores']} cores; hollow = real file)")
+    ax.set_title(
+        "Voucher pipeline: wall time vs input rows"
+        f" ({report['machine']['cores']} cores; hollow = real file)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -480,32 +597,56 @@ def plot(report: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_pipeline", description=__doc__,
+        prog="python -m benchmarks.bench_pipeline",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", DEFAULT_SIZES),
-                        help="generated input sizes in rows, comma-separated ('' for none); "
-                        "env BENCH_SIZES")
-    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")),
-                        help="runs per engine and input, the median is reported; env BENCH_RUNS")
-    parser.add_argument("--single-run-from", type=int, default=int(
-        os.environ.get("BENCH_SINGLE_RUN_FROM", "100000000")),
-        help="inputs of this many rows or more are run once (default: none of the defaults)")
+    )
+    parser.add_argument(
+        "--sizes",
+        default=os.environ.get("BENCH_SIZES", DEFAULT_SIZES),
+        help="generated input sizes in rows, comma-separated ('' for none); env BENCH_SIZES",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=int(os.environ.get("BENCH_RUNS", "3")),
+        help="runs per engine and input, the median is reported; env BENCH_RUNS",
+    )
+    parser.add_argument(
+        "--single-run-from",
+        type=int,
+        default=int(os.environ.get("BENCH_SINGLE_RUN_FROM", "100000000")),
+        help="inputs of this many rows or more are run once (default: none of the defaults)",
+    )
     parser.add_argument("--real", type=Path, default=REAL_FILE, help="the real history file")
     parser.add_argument("--no-real", action="store_true", help="leave the real file out")
     parser.add_argument("--countries", default=os.environ.get("BENCH_COUNTRIES", "all"))
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "reports" / "bench-data")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports",
-                        help="where bench_pipeline.{json,md,png} go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "reports",
+        help="where bench_pipeline.{json,md,png} go",
+    )
     parser.add_argument("--write", type=Path, help="update this file's Pipeline section")
-    parser.add_argument("--command", default="make bench-pipeline",
-                        help="the command recorded in the report")
-    parser.add_argument("--from-json", type=Path,
-                        help="no measuring: render the reports (and --write) from this JSON")
-    parser.add_argument("--engines", default=os.environ.get("BENCH_ENGINES", ",".join(ENGINES)),
-                        help="engines to run, comma-separated (default: all); env BENCH_ENGINES")
-    parser.add_argument("--before", metavar="REF",
-                        help="also run ours as it was at this git ref (a worktree), same rounds")
+    parser.add_argument(
+        "--command", default="make bench-pipeline", help="the command recorded in the report"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="no measuring: render the reports (and --write) from this JSON",
+    )
+    parser.add_argument(
+        "--engines",
+        default=os.environ.get("BENCH_ENGINES", ",".join(ENGINES)),
+        help="engines to run, comma-separated (default: all); env BENCH_ENGINES",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        help="also run ours as it was at this git ref (a worktree), same rounds",
+    )
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -522,19 +663,36 @@ def main(argv: list[str] | None = None) -> int:
     engines = tuple(e for e in args.engines.split(",") if e in ENGINES)
     engines += ("before",) if args.before else ()
     with throwaway_database() as url, worktree(args.before) as trees:
-        results = bench(inputs(sizes, args.data_dir, None if args.no_real else args.real),
-                        args.runs, args.single_run_from, args.countries,
-                        env={**os.environ, "DATABASE_URL": url,
-                             "SPARK_CLASS_ARCHIVE": str(from_env().spark_class_archive)},
-                        engines=engines, trees=trees)  # fmt: skip
-    report = {"command": args.command, "machine": spark_machine(), "countries": args.countries,
-              "before": args.before,
-              "runs": args.runs, "single_run_from": args.single_run_from,
-              "load_before": load_before, "load_after": os.getloadavg(),
-              "load_during": {"min": min(LOAD_SAMPLES, default=0.0),
-                              "mean": statistics.fmean(LOAD_SAMPLES) if LOAD_SAMPLES else 0.0,
-                              "max": max(LOAD_SAMPLES, default=0.0)},
-              "seconds": time.perf_counter() - started, "results": results}  # fmt: skip
+        results = bench(
+            inputs(sizes, args.data_dir, None if args.no_real else args.real),
+            args.runs,
+            args.single_run_from,
+            args.countries,
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "SPARK_CLASS_ARCHIVE": str(from_env().spark_class_archive),
+            },
+            engines=engines,
+            trees=trees,
+        )
+    report = {
+        "command": args.command,
+        "machine": spark_machine(),
+        "countries": args.countries,
+        "before": args.before,
+        "runs": args.runs,
+        "single_run_from": args.single_run_from,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "load_during": {
+            "min": min(LOAD_SAMPLES, default=0.0),
+            "mean": statistics.fmean(LOAD_SAMPLES) if LOAD_SAMPLES else 0.0,
+            "max": max(LOAD_SAMPLES, default=0.0),
+        },
+        "seconds": time.perf_counter() - started,
+        "results": results,
+    }
     publish(report, args.out, args.write)
     return 0
 
@@ -546,13 +704,21 @@ def worktree(ref: str | None) -> Iterator[dict[str, Path]]:
         yield {}
         return
     folder = Path(tempfile.mkdtemp(prefix="bench-before-")) / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=REPO_ROOT,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(folder), ref],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
     try:
         yield {"before": folder}
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT,
-                       check=False, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(folder)],
+            cwd=REPO_ROOT,
+            check=False,
+            capture_output=True,
+        )
 
 
 def publish(report: dict, out: Path, docs: Path | None) -> None:

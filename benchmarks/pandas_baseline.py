@@ -10,16 +10,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["timestamp", "country_code", "last_order_ts", "first_order_ts", "total_orders",
-           "voucher_amount"]  # fmt: skip
-REASONS = ["duplicate_row", "missing_value", "invalid_value", "zero_orders_with_order_dates",
-           "first_after_last", "voucher_before_last_order"]  # fmt: skip
+COLUMNS = [
+    "timestamp",
+    "country_code",
+    "last_order_ts",
+    "first_order_ts",
+    "total_orders",
+    "voucher_amount",
+]
+REASONS = [
+    "duplicate_row",
+    "missing_value",
+    "invalid_value",
+    "zero_orders_with_order_dates",
+    "first_after_last",
+    "voucher_before_last_order",
+]
 SEGMENTS = {
     "frequent_segment": ("frequency", [("0-4", 0, 4), ("5-13", 5, 13), ("14-37", 14, 37)]),
-    "recency_segment": ("recency_days", [("30-60", 30, 60), ("61-90", 61, 90),
-                                         ("91-120", 91, 120), ("121-180", 121, 180),
-                                         ("180+", 181, np.inf)]),
-}  # fmt: skip
+    "recency_segment": (
+        "recency_days",
+        [
+            ("30-60", 30, 60),
+            ("61-90", 61, 90),
+            ("91-120", 91, 120),
+            ("121-180", 121, 180),
+            ("180+", 181, np.inf),
+        ],
+    ),
+}
 
 
 def _time(column: pd.Series) -> pd.Series:
@@ -62,12 +81,20 @@ def run(path: str, countries: str = "all") -> dict:
     selections = {}
     for name, (measure, bounds) in SEGMENTS.items():
         values = kept[measure]
-        kept[name] = np.select([(values >= lo) & (values <= hi) for _, lo, hi in bounds],
-                               [label for label, _, _ in bounds], default="")  # fmt: skip
-        counts = (kept[kept[name] != ""].groupby(["country_key", name, "voucher_amount"])
-                  .size().reset_index(name="rows"))  # fmt: skip
-        counts = counts.sort_values(["country_key", name, "rows", "voucher_amount"],
-                                    ascending=[True, True, False, True])  # fmt: skip
+        kept[name] = np.select(
+            [(values >= lo) & (values <= hi) for _, lo, hi in bounds],
+            [label for label, _, _ in bounds],
+            default="",
+        )
+        counts = (
+            kept[kept[name] != ""]
+            .groupby(["country_key", name, "voucher_amount"])
+            .size()
+            .reset_index(name="rows")
+        )
+        counts = counts.sort_values(
+            ["country_key", name, "rows", "voucher_amount"], ascending=[True, True, False, True]
+        )
         for row in counts.drop_duplicates(["country_key", name]).itertuples(index=False):
             selections[f"{row.country_key}/{name}/{getattr(row, name)}"] = float(row.voucher_amount)
 

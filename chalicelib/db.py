@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 
 import psycopg2
 
@@ -31,7 +32,7 @@ def _secret_params(secret_arn: str) -> dict:
     }
 
 
-def connection_params(env: dict | None = None) -> dict:
+def connection_params(env: Mapping[str, str] | None = None) -> dict:
     """psycopg2.connect keyword arguments for the configured database."""
     env = os.environ if env is None else env
     if env.get("DATABASE_URL"):

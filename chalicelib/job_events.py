@@ -20,8 +20,11 @@ FINAL_STATES = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR")
 
 def pattern(job_name: str) -> dict:
     """The EventBridge pattern of the job's final state changes."""
-    return {"source": ["aws.glue"], "detail-type": ["Glue Job State Change"],
-            "detail": {"jobName": [job_name], "state": list(FINAL_STATES)}}  # fmt: skip
+    return {
+        "source": ["aws.glue"],
+        "detail-type": ["Glue Job State Change"],
+        "detail": {"jobName": [job_name], "state": list(FINAL_STATES)},
+    }
 
 
 def error_of(detail: dict) -> str:

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -53,17 +54,26 @@ class LocalLauncher:
         args = [a for pair in job_arguments(run_id, source, countries).items() for a in pair]
         with open(self.log_dir / f"{run_id}.log", "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", __name__, run_id, "--",
-                 sys.executable, "-m", JOB_MODULE, *args],
+                [
+                    sys.executable,
+                    "-m",
+                    __name__,
+                    run_id,
+                    "--",
+                    sys.executable,
+                    "-m",
+                    JOB_MODULE,
+                    *args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # like a Glue run, it outlives the handler
-            )  # fmt: skip
+            )
         return None  # the supervisor records the job's pid once it has one
 
 
-def from_env(env: dict | None = None) -> Launcher:
+def from_env(env: Mapping[str, str] | None = None) -> Launcher:
     env = os.environ if env is None else env
     kind = env.get("JOB_LAUNCHER", "glue")
     if kind == "glue":

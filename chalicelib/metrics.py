@@ -22,13 +22,18 @@ def emit(name: str, value: float = 1, **properties: str) -> None:
     line = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Stage"]],
-                                   "Metrics": [{"Name": name, "Unit": "Count"}]}],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Stage"]],
+                    "Metrics": [{"Name": name, "Unit": "Count"}],
+                }
+            ],
         },
         "Stage": stage,
         name: value,
         **properties,
-    }  # fmt: skip
+    }
     print(json.dumps(line, separators=(",", ":")), file=sys.stdout, flush=True)
 
 

@@ -25,8 +25,13 @@ from chalicelib import metrics
 from chalicelib.rules import MIN_SEGMENT_ROWS, SEGMENT_RULES, SegmentRule, rules_to_rows
 
 #: Tables holding a run's results, keyed by run_id (names are constants, never input).
-RESULT_TABLES = ("run_country_stats", "segment_rules", "voucher_selection", "country_fallback",
-                 "selection_changes")
+RESULT_TABLES = (
+    "run_country_stats",
+    "segment_rules",
+    "voucher_selection",
+    "country_fallback",
+    "selection_changes",
+)
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,16 @@ def _reap(cur, bucket: str | None, key: str) -> None:
         metrics.run_failed(run_id, "abandoned")
 
 
-def _insert(cur, run_id: str, source: Source, country_keys, status: str, error: str | None = None,
-            guard: str = "", guard_params: tuple = ()) -> bool:
+def _insert(
+    cur,
+    run_id: str,
+    source: Source,
+    country_keys,
+    status: str,
+    error: str | None = None,
+    guard: str = "",
+    guard_params: tuple = (),
+) -> bool:
     """Insert an event run's record with a fresh lease (``guard``: a further ``WHERE``
     condition); whether it was inserted."""
     cur.execute(
@@ -185,9 +198,21 @@ def _insert(cur, run_id: str, source: Source, country_keys, status: str, error: 
         " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s,"
         "        CASE WHEN %s = 'failed' THEN now() END, now(), %s"
         f" WHERE TRUE {guard} ON CONFLICT DO NOTHING RETURNING run_id",
-        (run_id, source.bucket, source.key, source.etag, source.modified_at, source.objects,
-         _countries(country_keys), status, error, status, lease_seconds(), *guard_params),
-    )  # fmt: skip
+        (
+            run_id,
+            source.bucket,
+            source.key,
+            source.etag,
+            source.modified_at,
+            source.objects,
+            _countries(country_keys),
+            status,
+            error,
+            status,
+            lease_seconds(),
+            *guard_params,
+        ),
+    )
     return cur.fetchone() is not None
 
 
@@ -202,9 +227,15 @@ def queue_run(
             f" AND NOT EXISTS (SELECT FROM runs WHERE {_SAME_SOURCE}"
             "   AND status IN ('queued', 'running', 'succeeded') AND source_modified_at > %s)"
         )
-        queued = _insert(cur, run_id, source, country_keys, "queued", guard=newer,
-                         guard_params=(source.bucket, source.key, _countries(country_keys),
-                                       source.modified_at))  # fmt: skip
+        queued = _insert(
+            cur,
+            run_id,
+            source,
+            country_keys,
+            "queued",
+            guard=newer,
+            guard_params=(source.bucket, source.key, _countries(country_keys), source.modified_at),
+        )
         return run_id if queued else None
 
 
@@ -221,9 +252,14 @@ def wait_for_dataset(
             " ON CONFLICT (source_bucket, source_key, coalesce(countries, '{}'))"
             "   WHERE status = 'waiting'"
             " DO UPDATE SET heartbeat_at = now() RETURNING run_id, heartbeat_at",
-            (run_id, source.bucket, source.key, _countries(country_keys),
-             quiet_s + lease_seconds()),
-        )  # fmt: skip
+            (
+                run_id,
+                source.bucket,
+                source.key,
+                _countries(country_keys),
+                quiet_s + lease_seconds(),
+            ),
+        )
         found, seen = cur.fetchone()
         return found, seen
 
@@ -241,9 +277,7 @@ def dataset_waiting(
         return cur.fetchone()
 
 
-def queue_dataset_run(
-    conn, source: Source, country_keys: tuple[str, ...] | None
-) -> str | None:
+def queue_dataset_run(conn, source: Source, country_keys: tuple[str, ...] | None) -> str | None:
     """Queue the run of a described dataset folder: its waiting run moves on (or a new run is
     queued); ``None``, and no waiting run left, when a run of the same objects exists."""
     same = (source.bucket, source.key, _countries(country_keys))
@@ -281,8 +315,16 @@ def record_failed(
     )
     params = (source.bucket, source.key, _countries(country_keys), source.etag, source.modified_at)
     with conn, conn.cursor() as cur:
-        if not _insert(cur, run_id, source, country_keys, "failed", error=error,
-                       guard=same_upload, guard_params=params):  # fmt: skip
+        if not _insert(
+            cur,
+            run_id,
+            source,
+            country_keys,
+            "failed",
+            error=error,
+            guard=same_upload,
+            guard_params=params,
+        ):
             return None
     metrics.run_failed(run_id, "input")
     return run_id
@@ -340,9 +382,17 @@ def start_run(
                    heartbeat_at = now(), lease_seconds = EXCLUDED.lease_seconds,
                    error = NULL, finished_at = NULL
             """,
-            (run_id, source.bucket, source.key, source.etag, source.modified_at, source.objects,
-             _countries(country_keys), lease_s or lease_seconds()),
-        )  # fmt: skip
+            (
+                run_id,
+                source.bucket,
+                source.key,
+                source.etag,
+                source.modified_at,
+                source.objects,
+                _countries(country_keys),
+                lease_s or lease_seconds(),
+            ),
+        )
 
 
 def renew_lease(conn, run_id: str) -> bool:
@@ -422,11 +472,14 @@ def _insert_rows(cur, table: str, run_id: str, rows: list[dict]) -> None:
 
 def _stats_row(stats: CountryStats) -> dict:
     return {
-        "country_key": stats.country_key, "country": stats.country, "rows_in": stats.rows_in,
-        "rows_kept": stats.rows_kept, "rows_rejected": stats.rows_rejected,
+        "country_key": stats.country_key,
+        "country": stats.country,
+        "rows_in": stats.rows_in,
+        "rows_kept": stats.rows_kept,
+        "rows_rejected": stats.rows_rejected,
         "rejected_by_reason": json.dumps(stats.rejected_by_reason),
         "unsegmented": json.dumps(stats.unsegmented),
-    }  # fmt: skip
+    }
 
 
 def publish_run(
@@ -473,17 +526,29 @@ def publish_run(
                     fetch=True,
                 )
             )
-        changes = [change for key in published
-                   for change in _changes(key, _results_of(cur, replaced.get(key), key),
-                                          _results_in(result, key), replaced.get(key))]  # fmt: skip
+        changes = [
+            change
+            for key in published
+            for change in _changes(
+                key,
+                _results_of(cur, replaced.get(key), key),
+                _results_in(result, key),
+                replaced.get(key),
+            )
+        ]
         _insert_rows(cur, "selection_changes", run_id, [asdict(c) for c in changes])
         cur.execute(
             "UPDATE runs SET status = 'succeeded', finished_at = now(), rows_read = %s,"
             " rows_out_of_scope = %s, published_countries = %s, min_segment_rows = %s,"
             " error = NULL WHERE run_id = %s",
-            (result.rows_read, result.rows_out_of_scope, published, result.min_segment_rows,
-             run_id),
-        )  # fmt: skip
+            (
+                result.rows_read,
+                result.rows_out_of_scope,
+                published,
+                result.min_segment_rows,
+                run_id,
+            ),
+        )
     return published
 
 
@@ -493,8 +558,10 @@ _Results = dict[tuple[str | None, str | None], tuple[float, float]]
 
 
 def _serving(cur, country_keys: list[str]) -> dict[str, str]:
-    cur.execute("SELECT country_key, run_id FROM published_country WHERE country_key = ANY(%s)",
-                (list(country_keys),))  # fmt: skip
+    cur.execute(
+        "SELECT country_key, run_id FROM published_country WHERE country_key = ANY(%s)",
+        (list(country_keys),),
+    )
     return dict(cur.fetchall())
 
 
@@ -515,7 +582,8 @@ def _results_of(cur, run_id: str | None, country_key: str) -> _Results:
 def _results_in(result: RunResult, country_key: str) -> _Results:
     found: _Results = {
         (s.segment_name, s.segment): (s.voucher_amount, s.voucher_rows / s.segment_rows)
-        for s in result.selections if s.country_key == country_key
+        for s in result.selections
+        if s.country_key == country_key
     }
     for f in result.fallbacks:
         if f.country_key == country_key:
@@ -523,17 +591,30 @@ def _results_in(result: RunResult, country_key: str) -> _Results:
     return found
 
 
-def _changes(country_key: str, old: _Results, new: _Results,
-             replaced_run_id: str | None) -> list[SelectionChange]:  # fmt: skip
+def _changes(
+    country_key: str, old: _Results, new: _Results, replaced_run_id: str | None
+) -> list[SelectionChange]:
     """The selections whose amount differs (one that appears or goes included): segments in
     order, then the fallback."""
     changed = []
     for name, segment in sorted(old.keys() | new.keys(), key=lambda k: (k[0] is None, k)):
         (old_amount, old_share), (new_amount, new_share) = (
-            old.get((name, segment), (None, None)), new.get((name, segment), (None, None)))
+            old.get((name, segment), (None, None)),
+            new.get((name, segment), (None, None)),
+        )
         if old_amount != new_amount:
-            changed.append(SelectionChange(country_key, name, segment, old_amount, new_amount,
-                                           old_share, new_share, replaced_run_id))  # fmt: skip
+            changed.append(
+                SelectionChange(
+                    country_key,
+                    name,
+                    segment,
+                    old_amount,
+                    new_amount,
+                    old_share,
+                    new_share,
+                    replaced_run_id,
+                )
+            )
     return changed
 
 

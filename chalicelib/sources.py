@@ -129,17 +129,17 @@ def describe(uri: str, s3=None) -> Described:
     except Exception as exc:  # botocore's ClientError; its message says 404 or 403
         raise InputError(f"cannot read {uri}: {exc}") from exc
     etag = head["ETag"].strip('"')
-    return Described(Source(bucket, key, etag, head["LastModified"], 1),
-                     ((key, head["ContentLength"]),))  # fmt: skip
+    return Described(
+        Source(bucket, key, etag, head["LastModified"], 1), ((key, head["ContentLength"]),)
+    )
 
 
 def _describe_local(path: Path) -> Described:
     path = path.resolve()
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and not hidden(p.relative_to(path).as_posix())
-        )  # fmt: skip
+            p for p in path.rglob("*") if p.is_file() and not hidden(p.relative_to(path).as_posix())
+        )
         if not files:
             raise InputError(f"no data file under {path}")
     elif path.is_file():
@@ -160,8 +160,10 @@ def parquet_problem(name: str, size: int, head: bytes, tail: bytes) -> str | Non
     if size == 0:
         return f"{name} is not parquet: it is empty (0 bytes); {expected}"
     if head.startswith(PARQUET_MAGIC):
-        return (f"{name} is not parquet: it starts like parquet but does not end with PAR1"
-                f" (cut short or still being written: {size:,} bytes); {expected}")  # fmt: skip
+        return (
+            f"{name} is not parquet: it starts like parquet but does not end with PAR1"
+            f" (cut short or still being written: {size:,} bytes); {expected}"
+        )
     return f"{name} is not parquet: it holds {_what(head)}; {expected}"
 
 

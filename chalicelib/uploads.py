@@ -103,8 +103,8 @@ class Intake:
     def __init__(self, conn, launcher, countries: str | None = None, s3=None, sqs=None):
         self.conn = conn
         self.launcher = launcher
-        self.countries = countries or os.environ.get("COUNTRIES") or ",".join(
-            rules.DEFAULT_COUNTRIES
+        self.countries = (
+            countries or os.environ.get("COUNTRIES") or ",".join(rules.DEFAULT_COUNTRIES)
         )
         self.keys = rules.requested_country_keys(self.countries)
         self.quiet_s = quiet_seconds()
@@ -128,7 +128,7 @@ class Intake:
             elif kind == "part":
                 self._part(upload)
             elif kind == "marker":
-                started += self._dataset_ready(upload.bucket, sources.dataset_of(upload.key))
+                started += self._dataset_ready(upload.bucket, _folder(upload.key))
             else:
                 log.info("ignored %s (%s)", upload.uri, kind)
         return started
@@ -148,7 +148,7 @@ class Intake:
         return [self._launch(run_id, upload.uri)]
 
     def _part(self, upload: Upload) -> None:
-        folder = runs.Source(upload.bucket, sources.dataset_of(upload.key))
+        folder = runs.Source(upload.bucket, _folder(upload.key))
         run_id, seen_at = runs.wait_for_dataset(
             self.conn, runs.new_run_id(), folder, self.keys, self.quiet_s
         )
@@ -173,8 +173,9 @@ class Intake:
         try:
             described = sources.describe(uri, self.s3)
         except sources.InputError as exc:
-            runs.record_failed(self.conn, runs.new_run_id(), runs.Source(bucket, prefix),
-                               self.keys, str(exc))  # fmt: skip
+            runs.record_failed(
+                self.conn, runs.new_run_id(), runs.Source(bucket, prefix), self.keys, str(exc)
+            )
             return []
         run_id = runs.queue_dataset_run(self.conn, described.source, self.keys)
         if run_id is None:
@@ -199,8 +200,11 @@ class Intake:
     def _send_check(self, check: DatasetCheck, delay_s: int) -> None:
         sqs = self._sqs or _client("sqs")
         url = sqs.get_queue_url(QueueName=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"))
-        sqs.send_message(QueueUrl=url["QueueUrl"], MessageBody=check.body(),
-                         DelaySeconds=min(delay_s, MAX_DELAY_SECONDS))  # fmt: skip
+        sqs.send_message(
+            QueueUrl=url["QueueUrl"],
+            MessageBody=check.body(),
+            DelaySeconds=min(delay_s, MAX_DELAY_SECONDS),
+        )
 
 
 def start_runs(conn, launcher, bodies: list[str], countries: str | None = None) -> list[str]:
@@ -218,3 +222,11 @@ def handle(event) -> list[str]:
         return start_runs(conn, launchers.from_env(), [record.body for record in event])
     finally:
         conn.close()
+
+
+def _folder(key: str) -> str:
+    """The dataset folder of a part or a marker (``sources.kind_of`` names them only in one)."""
+    folder = sources.dataset_of(key)
+    if folder is None:
+        raise ValueError(f"{key} is in no dataset folder")
+    return folder

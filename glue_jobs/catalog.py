@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -34,48 +35,70 @@ def _glue():
 def columns(schema: T.StructType, partition_keys: Iterable[str]) -> list[dict[str, str]]:
     """The data columns of ``schema`` as the catalog declares them (Hive type names)."""
     keys = set(partition_keys)
-    return [{"Name": f.name, "Type": f.dataType.simpleString()} for f in schema.fields
-            if f.name not in keys]  # fmt: skip
+    return [
+        {"Name": f.name, "Type": f.dataType.simpleString()}
+        for f in schema.fields
+        if f.name not in keys
+    ]
 
 
 def partition_folder(spark: SparkSession, names: list[str], values: list[str]) -> str:
     """A partition's folder as Spark names it (``run_id=.../country_key=...``, escaped by Spark
     itself, so that the catalog's locations are the folders written)."""
-    escape = spark._jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
+    jvm: Any = spark._jvm
+    escape = jvm.org.apache.spark.sql.catalyst.catalog.ExternalCatalogUtils.escapePathName
     return "/".join(f"{escape(n)}={escape(v)}" for n, v in zip(names, values, strict=True))
 
 
-def register(spark: SparkSession, database: str, table: str, location: str,
-             schema: T.StructType, partitions: Iterable[list[str]]) -> int:  # fmt: skip
+def register(
+    spark: SparkSession,
+    database: str,
+    table: str,
+    location: str,
+    schema: T.StructType,
+    partitions: Iterable[list[str]],
+) -> int:
     """Add ``partitions`` (value lists, in the table's partition key order) of data written
     under ``location`` with ``schema`` to ``database.table``; returns how many were new."""
     name = f"{database}.{table}"
     try:
         declared = _glue().get_table(DatabaseName=database, Name=table)["Table"]
     except _glue().exceptions.EntityNotFoundException:
-        raise CatalogError(f"the catalog table {name} does not exist: the glue stack declares it"
-                           " in the cloud, make up locally") from None  # fmt: skip
+        raise CatalogError(
+            f"the catalog table {name} does not exist: the glue stack declares it"
+            " in the cloud, make up locally"
+        ) from None
     storage = declared["StorageDescriptor"]
     keys = [k["Name"] for k in declared.get("PartitionKeys", [])]
     if storage["Location"].rstrip("/") != location.rstrip("/"):
-        raise CatalogError(f"the catalog table {name} is at {storage['Location']}, the run wrote"
-                           f" to {location}: point one at the other")  # fmt: skip
+        raise CatalogError(
+            f"the catalog table {name} is at {storage['Location']}, the run wrote"
+            f" to {location}: point one at the other"
+        )
     wanted = [{"Name": c["Name"], "Type": c["Type"]} for c in storage["Columns"]]
     written = columns(schema, keys)
     if wanted != written:
-        raise CatalogError(f"the catalog table {name} declares the columns {_shown(wanted)}, the"
-                           f" run wrote {_shown(written)}: update the table")  # fmt: skip
+        raise CatalogError(
+            f"the catalog table {name} declares the columns {_shown(wanted)}, the"
+            f" run wrote {_shown(written)}: update the table"
+        )
     root = location.rstrip("/")
     entries = [
-        {"Values": values, "StorageDescriptor": {
-            **storage, "Location": f"{root}/{partition_folder(spark, keys, values)}/"}}
+        {
+            "Values": values,
+            "StorageDescriptor": {
+                **storage,
+                "Location": f"{root}/{partition_folder(spark, keys, values)}/",
+            },
+        }
         for values in partitions
-    ]  # fmt: skip
+    ]
     new = 0
     for start in range(0, len(entries), _BATCH):
-        batch = entries[start:start + _BATCH]
-        answer = _glue().batch_create_partition(DatabaseName=database, TableName=table,
-                                                PartitionInputList=batch)  # fmt: skip
+        batch = entries[start : start + _BATCH]
+        answer = _glue().batch_create_partition(
+            DatabaseName=database, TableName=table, PartitionInputList=batch
+        )
         errors = answer.get("Errors", [])
         failed = [e for e in errors if e["ErrorDetail"]["ErrorCode"] != "AlreadyExistsException"]
         if failed:

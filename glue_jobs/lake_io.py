@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -85,7 +86,7 @@ class Lake:
     def _footer(self, path: str, name: str) -> tuple[str, frozenset[str]]:
         """A file's schema as its footer states it (the grouping key: the parquet schema and
         Spark's own, when a Spark wrote it), and its nanosecond timestamp columns."""
-        jvm = self.spark.sparkContext._jvm
+        jvm: Any = self.spark.sparkContext._jvm
         conf = self.spark.sparkContext._jsc.hadoopConfiguration()
         try:
             source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
@@ -100,9 +101,10 @@ class Lake:
             reader.close()
         schema = meta.getSchema()
         nanos = frozenset(
-            field.getName() for field in schema.getFields()
+            field.getName()
+            for field in schema.getFields()
             if field.isPrimitive() and "NANOS" in str(field.getLogicalTypeAnnotation() or "")
-        )  # fmt: skip
+        )
         spark_schema = meta.getKeyValueMetaData().get(_SPARK_SCHEMA_KEY) or ""
         return f"{schema.toString()}\n{spark_schema}", nanos
 
@@ -124,7 +126,8 @@ class Lake:
         ``written``'s schema (nothing to infer); empty when it left nothing there (Spark writes no
         folder for an empty partition)."""
         context = self.spark.sparkContext
-        path = context._jvm.org.apache.hadoop.fs.Path(location)
+        jvm: Any = context._jvm
+        path = jvm.org.apache.hadoop.fs.Path(location)
         if not path.getFileSystem(context._jsc.hadoopConfiguration()).exists(path):
             return written.limit(0)
         folder = location.rstrip("/").rsplit("/", 1)[1].split("=")[0]  # the partition read
@@ -148,9 +151,10 @@ class Lake:
     def _upload(self, local: Path, uri: str) -> None:
         bucket, prefix = split_s3(uri.rstrip("/") + "/")
         files = [
-            p for p in local.rglob("*")
+            p
+            for p in local.rglob("*")
             if p.is_file() and not sources.hidden(p.relative_to(local).as_posix())
-        ]  # fmt: skip
+        ]
         for partition in {f.parent.relative_to(local) for f in files}:
             for obj in sources.data_objects(_s3(), bucket, f"{prefix}{partition.as_posix()}/"):
                 _s3().delete_object(Bucket=bucket, Key=obj["Key"])
@@ -167,7 +171,7 @@ def _files_text(names: list[str], of: int) -> str:
 
 def _spark_has_s3(spark: SparkSession) -> bool:
     """Whether this Spark has a filesystem for ``s3://`` (Glue, EMR) or not (the pyspark wheel)."""
-    jvm = spark.sparkContext._jvm
+    jvm: Any = spark.sparkContext._jvm
     try:
         jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(
             "s3", spark.sparkContext._jsc.hadoopConfiguration()
@@ -177,7 +181,7 @@ def _spark_has_s3(spark: SparkSession) -> bool:
         return False
 
 
-def cause_text(exc: Exception) -> str:
+def cause_text(exc: BaseException) -> str:
     """The first line of what really went wrong in a (Spark) failure.
 
     Spark wraps a cause in its own exceptions ("Job aborted due to stage failure", "Exception

@@ -56,15 +56,18 @@ def phase(spark: SparkSession, name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        context.setLocalProperty("spark.jobGroup.id", None)
-        context.setLocalProperty("spark.job.description", None)
+        # None clears a local property (the stubs only know strings).
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
 
 
-def build_result(tallied: DataFrame, rows_read: int,
-                 min_segment_rows: int = rules.MIN_SEGMENT_ROWS) -> runs.RunResult:
+def build_result(
+    tallied: DataFrame, rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
+) -> runs.RunResult:
     """Collect the tally (a few hundred rows whatever the input) and reduce it on the driver."""
-    return result_from_tally((row.asDict() for row in tallied.collect()), rows_read,
-                             min_segment_rows)  # fmt: skip
+    return result_from_tally(
+        (row.asDict() for row in tallied.collect()), rows_read, min_segment_rows
+    )
 
 
 def check_country_names(scoped: DataFrame, widest: int | None) -> None:
@@ -111,7 +114,7 @@ def transform(
     timer = _Phases(spark)
     with timer("read"):  # the files' footers, one read per schema, the canonical frame
         inputs = inputs or lake_io.describe(options.source)
-        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(inputs)))
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions(spark, inputs)))
         country_keys = rules.requested_country_keys(options.countries)
         raw = t.unify(lake.read_parts(inputs))
 
@@ -136,11 +139,12 @@ def transform(
         classified = t.classify(distinct, counted)
         run = F.lit(options.run_id).alias("run_id")
         outputs = {
-            "curated": (options.curated_location,
-                        t.kept_rows(t.assign_segments(classified)).select(run, "*")),
-            "rejected": (options.rejected_location,
-                         t.rejected_rows(classified).select(run, "*")),
-        }  # fmt: skip
+            "curated": (
+                options.curated_location,
+                t.kept_rows(t.assign_segments(classified)).select(run, "*"),
+            ),
+            "rejected": (options.rejected_location, t.rejected_rows(classified).select(run, "*")),
+        }
         written = {}
         for name, (uri, df) in outputs.items():
             with timer(name):
@@ -152,18 +156,22 @@ def transform(
             )
         log.info(
             "wrote %s kept of %s distinct rows to %s and the rejected rows to %s",
-            f"{counted.get['kept']:,}", f"{counted.get['rows']:,}",
-            options.curated_location, options.rejected_location,
-        )  # fmt: skip
+            f"{counted.get['kept']:,}",
+            f"{counted.get['rows']:,}",
+            options.curated_location,
+            options.rejected_location,
+        )
         with timer("tally"):
             kept, rejected = (
                 lake.read_written(f"{written[name]}/run_id={options.run_id}", df)
                 for name, (_, df) in outputs.items()
             )
             result = build_result(t.tally(kept, rejected), rows_read, options.min_segment_rows)
-        log.info("counted %s in-scope rows, %s of them exact duplicate copies",
-                 f"{sum(c.rows_in for c in result.countries):,}",
-                 f"{sum(c.rejected_by_reason['duplicate_row'] for c in result.countries):,}")
+        log.info(
+            "counted %s in-scope rows, %s of them exact duplicate copies",
+            f"{sum(c.rows_in for c in result.countries):,}",
+            f"{sum(c.rejected_by_reason['duplicate_row'] for c in result.countries):,}",
+        )
     finally:
         if groups is not None:
             groups.unpersist()
@@ -177,9 +185,9 @@ def transform(
 _BYTES_PER_SHUFFLE_PARTITION = 64 * 2**20
 
 
-def shuffle_partitions(inputs: Described) -> int:
+def shuffle_partitions(spark: SparkSession, inputs: Described) -> int:
     """Shuffle partitions for a run, sized from its input (at least the cores, at most 2,000)."""
-    cores = SparkSession.getActiveSession().sparkContext.defaultParallelism
+    cores = spark.sparkContext.defaultParallelism
     wanted = sum(size for _, size in inputs.objects) // _BYTES_PER_SHUFFLE_PARTITION
     return max(cores, min(2_000, wanted))
 
@@ -256,8 +264,9 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         inputs = lake_io.describe(options.source)
     except InputError as missing:  # recorded like any run, then failed with the reason
         bucket, key = split_s3(options.source) if is_s3(options.source) else (None, options.source)
-        db.with_connection(runs.start_run, options.run_id, runs.Source(bucket, key),
-                           country_keys, lease_s)  # fmt: skip
+        db.with_connection(
+            runs.start_run, options.run_id, runs.Source(bucket, key), country_keys, lease_s
+        )
         _record_failure(options.run_id, missing)
         raise
     try:
@@ -265,8 +274,13 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     except (runs.ObjectChanged, runs.AlreadyProcessed) as done:  # it ends here: say why
         _record_failure(options.run_id, done)
         raise
-    log.info("run %s started for %s (countries: %s, %d object(s))", options.run_id,
-             options.source, options.countries, inputs.source.objects)  # fmt: skip
+    log.info(
+        "run %s started for %s (countries: %s, %d object(s))",
+        options.run_id,
+        options.source,
+        options.countries,
+        inputs.source.objects,
+    )
     try:
         with heartbeat(options.run_id, lease_s), Lake(spark) as lake:
             transformed = transform(spark, lake, options, inputs)
@@ -278,14 +292,20 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         raise
     serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
     changes = db.with_connection(runs.changes_of, options.run_id)
-    log.info("run %s published %s in %.1f s", options.run_id, ", ".join(published) or "nothing",
-             time.monotonic() - started)  # fmt: skip
-    return RunOutcome(options.run_id, result, published, serving, transformed.phases, registered,
-                      changes)  # fmt: skip
+    log.info(
+        "run %s published %s in %.1f s",
+        options.run_id,
+        ", ".join(published) or "nothing",
+        time.monotonic() - started,
+    )
+    return RunOutcome(
+        options.run_id, result, published, serving, transformed.phases, registered, changes
+    )
 
 
-def register_partitions(spark: SparkSession, options: JobOptions,
-                        transformed: Transformed) -> dict[str, int]:  # fmt: skip
+def register_partitions(
+    spark: SparkSession, options: JobOptions, transformed: Transformed
+) -> dict[str, int]:
     """Add the run's partitions, one per country each output wrote, to the lake tables (before
     publishing: a run whose rows the catalog cannot find is not published)."""
     if not options.catalog_database:
@@ -293,17 +313,28 @@ def register_partitions(spark: SparkSession, options: JobOptions,
     countries = transformed.result.countries
     wrote = {
         "curated": (options.curated_location, [c.country_key for c in countries if c.rows_kept]),
-        "rejected": (options.rejected_location,
-                     [c.country_key for c in countries if sum(c.rejected_by_reason.values())]),
-    }  # fmt: skip
+        "rejected": (
+            options.rejected_location,
+            [c.country_key for c in countries if sum(c.rejected_by_reason.values())],
+        ),
+    }
     registered = {
-        table: catalog.register(spark, options.catalog_database, table, location,
-                                transformed.schemas[table], [[options.run_id, k] for k in keys])
+        table: catalog.register(
+            spark,
+            options.catalog_database,
+            table,
+            location,
+            transformed.schemas[table],
+            [[options.run_id, k] for k in keys],
+        )
         for table, (location, keys) in wrote.items()
-    }  # fmt: skip
-    log.info("run %s registered %s in the catalog database %s", options.run_id,
-             ", ".join(f"{n} partition(s) of {table}" for table, n in registered.items()),
-             options.catalog_database)  # fmt: skip
+    }
+    log.info(
+        "run %s registered %s in the catalog database %s",
+        options.run_id,
+        ", ".join(f"{n} partition(s) of {table}" for table, n in registered.items()),
+        options.catalog_database,
+    )
     return registered
 
 
@@ -318,8 +349,11 @@ def _record_failure(run_id: str, exc: BaseException) -> None:
             "run %s: the failure could not be recorded (%s); its record stays 'running' until its"
             " lease of %d s runs out (then it counts as abandoned), or until the run is retried"
             " with --run_id %s once the database is back",
-            run_id, error_message(unrecorded), runs.lease_seconds(), run_id,
-        )  # fmt: skip
+            run_id,
+            error_message(unrecorded),
+            runs.lease_seconds(),
+            run_id,
+        )
 
 
 def error_message(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ is tiny, so it is reduced here on the driver rather than by more Spark jobs.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from chalicelib import rules
 from chalicelib.runs import CountryStats, Fallback, RunResult, Selection
@@ -16,15 +16,17 @@ from chalicelib.runs import CountryStats, Fallback, RunResult, Selection
 Ranked = tuple[float, int, int, float | None, int]
 
 
-def most_used(counts: Mapping[tuple, int]) -> dict[Hashable, Ranked]:
+def most_used(counts: Mapping[tuple, int]) -> dict[tuple, Ranked]:
     """Per group, from ``{(*group, amount): rows}``: the amount with the most rows (a tie goes to
     the lower amount), its rows, the rows of the whole group, and the runner-up by the same order
     (``None`` and 0 when the group used one amount)."""
-    groups: dict[Hashable, list[tuple[float, int]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
     for (*group, amount), rows in counts.items():
         groups[tuple(group)].append((amount, rows))
-    ranked = {group: sorted(items, key=lambda item: (-item[1], item[0]))
-              for group, items in groups.items()}  # fmt: skip
+    ranked = {
+        group: sorted(items, key=lambda item: (-item[1], item[0]))
+        for group, items in groups.items()
+    }
     return {
         group: (*items[0], sum(n for _, n in items), *(items[1] if len(items) > 1 else (None, 0)))
         for group, items in ranked.items()
@@ -69,9 +71,18 @@ def result_from_tally(
         )
         for key in sorted(names)
     ]
-    selections = [Selection(key, name, segment, *ranked)
-                  for (key, name, segment), ranked in sorted(most_used(per_segment).items())]
-    fallbacks = [Fallback(key, *ranked)
-                 for (key,), ranked in sorted(most_used(per_country).items())]  # fmt: skip
-    return RunResult(rows_read, rows_read - sum(rows_in.values()), countries, selections, fallbacks,
-                     min_segment_rows)  # fmt: skip
+    selections = [
+        Selection(key, name, segment, *ranked)
+        for (key, name, segment), ranked in sorted(most_used(per_segment).items())
+    ]
+    fallbacks = [
+        Fallback(key, *ranked) for (key,), ranked in sorted(most_used(per_country).items())
+    ]
+    return RunResult(
+        rows_read,
+        rows_read - sum(rows_in.values()),
+        countries,
+        selections,
+        fallbacks,
+        min_segment_rows,
+    )

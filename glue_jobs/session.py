@@ -14,8 +14,12 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # dates of timestamps are UTC dates
     # Dates of any era are dates: parquet is read and written in the proleptic Gregorian
     # calendar, never refused as "ancient" (a 0001-01-01 sentinel, a first order in 1500).
-    for mode in ("datetimeRebaseModeInRead", "datetimeRebaseModeInWrite", "int96RebaseModeInRead",
-                 "int96RebaseModeInWrite"):  # fmt: skip
+    for mode in (
+        "datetimeRebaseModeInRead",
+        "datetimeRebaseModeInWrite",
+        "int96RebaseModeInRead",
+        "int96RebaseModeInWrite",
+    ):
         spark.conf.set(f"spark.sql.parquet.{mode}", "CORRECTED")
     # Nanosecond timestamps (pandas' default) as numbers: the reader turns them into timestamps.
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
@@ -24,8 +28,10 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not legacy INT96
     # The run's observations (rows read, widest name, rows classified) sit below shuffles; an
     # empty shuffle output must not let adaptive execution drop the plan that holds them.
-    spark.conf.set("spark.sql.adaptive.optimizer.excludedRules",
-                   "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation")
+    spark.conf.set(
+        "spark.sql.adaptive.optimizer.excludedRules",
+        "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation",
+    )
     # Country keys name the outputs' folders: read back as the text they were, never as numbers.
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
 

@@ -101,9 +101,12 @@ def _changed(outcome: RunOutcome) -> list[str]:
             lines.append(f"  {names[key]}: no selection changed")
         else:
             lines.append(f"  {names[key]}, against run {changes[0].replaced_run_id}:")
-            lines.extend(f"    {c.segment_name or 'country'} {c.segment or 'fallback'}: "
-                         f"{_with_share(c.old_amount, c.old_share)} -> "
-                         f"{_with_share(c.new_amount, c.new_share)}" for c in changes)  # fmt: skip
+            lines.extend(
+                f"    {c.segment_name or 'country'} {c.segment or 'fallback'}: "
+                f"{_with_share(c.old_amount, c.old_share)} -> "
+                f"{_with_share(c.new_amount, c.new_share)}"
+                for c in changes
+            )
     return lines
 
 

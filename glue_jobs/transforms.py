@@ -79,8 +79,11 @@ def _cast(column: str, source: T.DataType, target: T.DataType) -> Column:
         return value
     if isinstance(target, T.StringType) and isinstance(source, T.FractionalType):
         # Decimal notation that reads back as the same number; infinities included.
-        value = F.when(F.col(column) == _INF, F.lit("1e999")).when(
-            F.col(column) == -_INF, F.lit("-1e999")).otherwise(F.col(column).cast("string"))
+        value = (
+            F.when(F.col(column) == _INF, F.lit("1e999"))
+            .when(F.col(column) == -_INF, F.lit("-1e999"))
+            .otherwise(F.col(column).cast("string"))
+        )
     return value.cast(target).alias(column)
 
 
@@ -88,8 +91,9 @@ def unify(parts: Sequence[tuple[DataFrame, str]]) -> DataFrame:
     """The input as one DataFrame: each part (a DataFrame of files sharing one schema, and how
     to name them) checked, cast to the canonical schema, and unioned by column name."""
     checked = [(check_input(df, files), files) for df, files in parts]
-    schema = {c: _canonical(c, [df.schema[c].dataType for df, _ in checked])
-              for c in rules.INPUT_COLUMNS}  # fmt: skip
+    schema = {
+        c: _canonical(c, [df.schema[c].dataType for df, _ in checked]) for c in rules.INPUT_COLUMNS
+    }
     frames = [
         df.select(*(_cast(c, df.schema[c].dataType, schema[c]) for c in rules.INPUT_COLUMNS))
         for df, _ in checked
@@ -105,8 +109,10 @@ def _trimmed_sql(name: str) -> str:
     character could be whitespace: below '!' or beyond ASCII (every whitespace character is).
     """
     c = f"`{name}`"
-    maybe = (f"{c} < '!' OR {c} >= '\\u0080' OR substring({c}, -1) < '!'"
-             f" OR substring({c}, -1) >= '\\u0080'")  # fmt: skip
+    maybe = (
+        f"{c} < '!' OR {c} >= '\\u0080' OR substring({c}, -1) < '!'"
+        f" OR substring({c}, -1) >= '\\u0080'"
+    )
     return f"CASE WHEN {maybe} THEN trim(BOTH {_WS_SQL} FROM {c}) ELSE {c} END"
 
 
@@ -126,8 +132,11 @@ def select_in_scope(
     """
     keyed = df.select(*rules.INPUT_COLUMNS, country_key("country_code").alias("country_key"))
     if seen is not None:
-        keyed = keyed.observe(seen, F.count(F.lit(1)).alias("rows"),
-                              F.max(F.octet_length("country_code")).alias("widest"))
+        keyed = keyed.observe(
+            seen,
+            F.count(F.lit(1)).alias("rows"),
+            F.max(F.octet_length("country_code")).alias("widest"),
+        )
     key = F.col("country_key")
     return keyed.where(key != "" if country_keys is None else key.isin(list(country_keys)))
 
@@ -202,8 +211,12 @@ def _timestamp(df: DataFrame, name: str) -> Column:
     if not isinstance(df.schema[name].dataType, T.StringType):
         return F.col(name).cast("timestamp")
     trimmed = _trimmed_sql(name)
-    return F.coalesce(*(F.when(_full_date(text), F.expr(text).cast("timestamp"))
-                        for text in (f"`{name}`", trimmed)))  # fmt: skip
+    return F.coalesce(
+        *(
+            F.when(_full_date(text), F.expr(text).cast("timestamp"))
+            for text in (f"`{name}`", trimmed)
+        )
+    )
 
 
 def _number(df: DataFrame, name: str) -> Column:
@@ -213,15 +226,20 @@ def _number(df: DataFrame, name: str) -> Column:
     if not isinstance(df.schema[name].dataType, T.StringType):
         return F.col(name).cast("double")
     decimal = f"^{rules.DECIMAL_NUMBER}$"
-    return F.coalesce(*(F.when(text.rlike(decimal), text.cast("double"))
-                        for text in (F.col(name), F.expr(_trimmed_sql(name)))))  # fmt: skip
+    return F.coalesce(
+        *(
+            F.when(text.rlike(decimal), text.cast("double"))
+            for text in (F.col(name), F.expr(_trimmed_sql(name)))
+        )
+    )
 
 
 def _first_match(cases) -> Column:
     """``CASE WHEN c1 THEN v1 WHEN c2 THEN v2 ... END`` from (condition, value) pairs."""
-    column = None
-    for condition, value in cases:
-        column = F.when(condition, value) if column is None else column.when(condition, value)
+    (condition, value), *others = cases
+    column = F.when(condition, value)
+    for condition, value in others:
+        column = column.when(condition, value)
     return column
 
 
@@ -357,10 +375,12 @@ def tally(kept: DataFrame, rejected: DataFrame) -> DataFrame:
     ``country`` is the display name of ``country_key``.
     """
     segments = [r.name for r in rules.SEGMENT_RULES]
-    counted = kept.groupBy("country_key", "voucher_amount", *segments).agg(
-        F.count("*").alias("rows")
-    ).unionByName(
-        rejected.groupBy("country_key", "reason").agg(F.count("*").alias("rows")),
-        allowMissingColumns=True,
+    counted = (
+        kept.groupBy("country_key", "voucher_amount", *segments)
+        .agg(F.count("*").alias("rows"))
+        .unionByName(
+            rejected.groupBy("country_key", "reason").agg(F.count("*").alias("rows")),
+            allowMissingColumns=True,
+        )
     )
     return counted.select("*", F.initcap("country_key").alias("country"))

@@ -27,8 +27,10 @@ _LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
 #: Job arguments: name -> (default, help). ``None`` marks the required one.
 ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "source": (None, "s3://bucket/key, s3://bucket/prefix/ or a local path of parquet input"),
-    "countries": (",".join(DEFAULT_COUNTRIES),
-                  f"{','.join(DEFAULT_COUNTRIES)} (default), all, or a list such as Peru,Latvia"),
+    "countries": (
+        ",".join(DEFAULT_COUNTRIES),
+        f"{','.join(DEFAULT_COUNTRIES)} (default), all, or a list such as Peru,Latvia",
+    ),
     "run_id": ("", "the run's id (default: a new one from the time)"),
     "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
     "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
@@ -36,14 +38,18 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "db_host": ("", "database host (with --db_secret_arn)"),
     "db_port": ("", "database port (with --db_secret_arn)"),
     "db_name": ("", "database name (with --db_secret_arn)"),
-    "run_lease_seconds": ("", "seconds a run may go without a heartbeat before it counts as"
-                              " abandoned (default 300)"),
-    "min_segment_rows": (os.environ.get("MIN_SEGMENT_ROWS", ""),
-                         "fewest kept rows a segment needs for its own selection to be served"
-                         " (default 1)"),
-    "catalog_database": (os.environ.get("CATALOG_DATABASE", ""),
-                         "the Glue Data Catalog database whose lake tables get the run's"
-                         " partitions (default: none)"),
+    "run_lease_seconds": (
+        "",
+        "seconds a run may go without a heartbeat before it counts as abandoned (default 300)",
+    ),
+    "min_segment_rows": (
+        os.environ.get("MIN_SEGMENT_ROWS", ""),
+        "fewest kept rows a segment needs for its own selection to be served (default 1)",
+    ),
+    "catalog_database": (
+        os.environ.get("CATALOG_DATABASE", ""),
+        "the Glue Data Catalog database whose lake tables get the run's partitions (default: none)",
+    ),
 }
 
 

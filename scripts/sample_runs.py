@@ -21,9 +21,14 @@ from chalicelib.runs import (
 )
 
 #: The SPEC's sample ``POST /voucher`` body (Peru, recency 180+: 2640 in the real history).
-SAMPLE = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00",
-          "first_order_ts": "2017-05-03 00:00:00", "total_orders": 15,
-          "segment_name": "recency_segment"}
+SAMPLE = {
+    "customer_id": 123,
+    "country_code": "Peru",
+    "last_order_ts": "2018-05-03 00:00:00",
+    "first_order_ts": "2017-05-03 00:00:00",
+    "total_orders": 15,
+    "segment_name": "recency_segment",
+}
 
 FIRST_RUN = "run-2026-11-01"
 SECOND_RUN = "run-2026-11-20"
@@ -59,8 +64,9 @@ CHINA_FALLBACK = 300.0
 def _country(key: str, name: str, amounts: dict, fallback: float, rows_in: int):
     rejected = {code: i + 1 for i, code in enumerate(REASON_CODES)}
     kept = rows_in - sum(rejected.values())
-    stats = CountryStats(key, name, rows_in, kept, rejected,
-                         {"frequent_segment": 3, "recency_segment": 2})
+    stats = CountryStats(
+        key, name, rows_in, kept, rejected, {"frequent_segment": 3, "recency_segment": 2}
+    )
     selections = [
         Selection(key, segment_name, segment, amount, 10 + i, 40 + i)
         for i, ((segment_name, segment), amount) in enumerate(amounts.items())
@@ -91,15 +97,19 @@ SECOND = run_result(("peru", "Peru", PERU_SECOND, PERU_SECOND_FALLBACK, 5100))
 
 def one_amount_run(run_id: str, amount: float) -> tuple[str, RunResult]:
     """Peru, Latvia and China with every selection and fallback at ``amount``."""
-    countries = [(key, key.title(), dict.fromkeys(PERU, amount), amount, 1000)
-                 for key in ("peru", "latvia", "china")]
+    countries = [
+        (key, key.title(), dict.fromkeys(PERU, amount), amount, 1000)
+        for key in ("peru", "latvia", "china")
+    ]
     return run_id, run_result(*countries)
 
 
-def publish(conn, run_id: str, result: RunResult,
-            rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> None:
+def publish(
+    conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
+) -> None:
     """Record and publish a run as the pipeline does."""
     keys = tuple(c.country_key for c in result.countries)
-    start_run(conn, run_id, Source("voucher-raw", f"incoming/{run_id}.parquet", f"etag-{run_id}"),
-              keys)
+    start_run(
+        conn, run_id, Source("voucher-raw", f"incoming/{run_id}.parquet", f"etag-{run_id}"), keys
+    )
     publish_run(conn, run_id, result, rules)

@@ -47,8 +47,15 @@ CHROMIUM_ARGS = [
 
 #: Fixtures that start something heavy: a test needing none of them (directly or through another
 #: fixture) is a unit test, run by ``make unit`` in seconds.
-_HEAVY_FIXTURES = {"local_stack", "spark", "browser", "throwaway_server", "throwaway_endpoint",
-                   "private_stack", "report"}
+_HEAVY_FIXTURES = {
+    "local_stack",
+    "spark",
+    "browser",
+    "throwaway_server",
+    "throwaway_endpoint",
+    "private_stack",
+    "report",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -211,8 +218,11 @@ def glue(uploads, spark, monkeypatch):
     but runs no script; ``glue.job_runs()`` lists the runs' arguments, oldest first."""
     client = local_s3.client(uploads.sqs.meta.endpoint_url, "glue")
     name = f"voucher-selection-{uuid.uuid4().hex[:8]}"
-    client.create_job(Name=name, Role="arn:aws:iam::123456789012:role/glue",
-                      Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})
+    client.create_job(
+        Name=name,
+        Role="arn:aws:iam::123456789012:role/glue",
+        Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"},
+    )
     monkeypatch.setenv("JOB_LAUNCHER", "glue")
     monkeypatch.setenv("GLUE_JOB_NAME", name)
     client.job_name = name

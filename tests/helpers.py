@@ -24,8 +24,14 @@ from glue_jobs import voucher_selection_job
 from scripts.generate_data import write
 
 #: The SPEC's sample request.
-RESULT_TABLES = ("runs", "run_country_stats", "segment_rules", "voucher_selection",
-                 "country_fallback", "published_country")
+RESULT_TABLES = (
+    "runs",
+    "run_country_stats",
+    "segment_rules",
+    "voucher_selection",
+    "country_fallback",
+    "published_country",
+)
 
 
 # ------------------------------------------------------------------------------- the API in-process
@@ -45,16 +51,22 @@ def get(client, path: str) -> tuple[int, dict]:
 
 def assert_error(status_body, status: int, code: str, field: str | None):
     got_status, body = status_body
-    assert (got_status, body) == (status, {"error": {"code": code, "field": field,
-                                                      "message": body["error"]["message"]}})
+    assert (got_status, body) == (
+        status,
+        {"error": {"code": code, "field": field, "message": body["error"]["message"]}},
+    )
     assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
 
 
 def call(url: str, path: str, body: dict | None = None) -> dict:
     """The API over HTTP; an error answer comes back as ``{"status", "body"}``."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + path,
+        data=data,
+        method="POST" if data else "GET",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
@@ -69,7 +81,8 @@ def schema_of(api_url: str, max_examples: int):
 
     schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
     schema.config.generation.update(
-        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=max_examples,
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        max_examples=max_examples,
         deterministic=True,
     )
     return schema
@@ -99,15 +112,23 @@ def put(s3, buckets, key: str, body: bytes) -> str:
 def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
     """The Glue entry in this process, as ``make pipeline`` runs it; return the run id."""
     run_id = run_id or new_run_id()
-    voucher_selection_job.main([
-        "job",
-        "--source", source,
-        "--countries", countries,
-        "--run_id", run_id,
-        "--curated_location", f"s3://{buckets.lake}/curated/",
-        "--rejected_location", f"s3://{buckets.lake}/rejected/",
-        "--catalog_database", buckets.catalog,
-    ])  # fmt: skip
+    voucher_selection_job.main(
+        [
+            "job",
+            "--source",
+            source,
+            "--countries",
+            countries,
+            "--run_id",
+            run_id,
+            "--curated_location",
+            f"s3://{buckets.lake}/curated/",
+            "--rejected_location",
+            f"s3://{buckets.lake}/rejected/",
+            "--catalog_database",
+            buckets.catalog,
+        ]
+    )
     return run_id
 
 
@@ -146,9 +167,11 @@ def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
     )
     k["frequent_segment"] = pd.cut(k.frequency, [-1, 4, 13, 37], labels=["0-4", "5-13", "14-37"])
     k["recency_segment"] = pd.cut(
-        k.recency, [29, 60, 90, 120, 180, float("inf")],
+        k.recency,
+        [29, 60, 90, 120, 180, float("inf")],
         labels=["30-60", "61-90", "91-120", "121-180", "180+"],
-    )  # fmt: skip
+    )
+
     def ranked(counts: pd.Series) -> tuple:
         """(winner, its rows, all rows, runner-up, its rows): most rows, a tie to the lower."""
         order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -183,8 +206,9 @@ def served(db) -> dict[str, str]:
 def runs_of(db, key: str) -> list[tuple]:
     """``(run_id, status, error)`` of the runs of a source key, oldest first."""
     db.rollback()
-    return fetch(db, "SELECT run_id, status, error FROM runs WHERE source_key = %s"
-                     " ORDER BY created_at", key)  # fmt: skip
+    return fetch(
+        db, "SELECT run_id, status, error FROM runs WHERE source_key = %s ORDER BY created_at", key
+    )
 
 
 def wait_finished(db, key: str, timeout_s: float = 240) -> list[tuple]:
@@ -272,7 +296,7 @@ def listening(pid: int) -> set[tuple[str, int]]:
                 continue
             address, port = fields[1].split(":")
             raw = bytes.fromhex(address)
-            words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
+            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # little-endian words
             packed = b"".join(words)
             host = ipaddress.ip_address(packed)
             if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped:

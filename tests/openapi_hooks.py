@@ -46,16 +46,21 @@ def in_order(body: dict) -> dict:
     if isinstance(body.get("total_orders"), str):
         body = {**body, "total_orders": _whole_orders(body["total_orders"])}
     # A date whose offset moves it past the calendar's end (9999-12-31T23:00-05:00) keeps its day.
-    given = [(f, body[f] if _utc_date(body[f]) else body[f][:10])
-             for f in DATES if isinstance(body.get(f), str)]  # fmt: skip
+    given = [
+        (f, body[f] if _utc_date(body[f]) else body[f][:10])
+        for f in DATES
+        if isinstance(body.get(f), str)
+    ]
     dated = [(_utc_date(text), text) for _, text in given]
     texts = [text for _, text in sorted(dated)]
     fields = [f for f, _ in given]
     if dated and "timestamp" not in fields and max(dated)[0] > datetime.now(UTC).date():
         fields, texts = [*fields, "timestamp"], [*texts, texts[-1]]  # recency up to that date
     ordered = {**body, **dict(zip(fields, texts, strict=True))}
-    if dated and _is_zero(ordered.get("total_orders")) and (
-        ordered.get("first_order_ts") or ordered.get("last_order_ts")
+    if (
+        dated
+        and _is_zero(ordered.get("total_orders"))
+        and (ordered.get("first_order_ts") or ordered.get("last_order_ts"))
     ):
         ordered["total_orders"] = 1
     return ordered

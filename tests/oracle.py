@@ -14,11 +14,19 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-COLUMNS = ("timestamp", "country_code", "last_order_ts", "first_order_ts", "total_orders",
-           "voucher_amount")  # fmt: skip
+COLUMNS = (
+    "timestamp",
+    "country_code",
+    "last_order_ts",
+    "first_order_ts",
+    "total_orders",
+    "voucher_amount",
+)
 #: Unicode's White_Space property (PropList.txt): what the SPEC trims from text.
-UNICODE_SPACES = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-                  "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # fmt: skip
+UNICODE_SPACES = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 #: Decimal notation: sign, digits with an optional fraction (or a fraction alone), exponent.
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 MAX_WHOLE = 2**53
@@ -62,8 +70,9 @@ def number(value) -> float | None:
 def first_failed_rule(row: dict) -> str | None:
     """The SPEC's rules 2 to 6 in order (rule 1, duplicates, needs the other rows)."""
     orders, amount = number(row["total_orders"]), number(row["voucher_amount"])
-    voucher, last, first = (utc_day(row[c]) for c in ("timestamp", "last_order_ts",
-                                                      "first_order_ts"))
+    voucher, last, first = (
+        utc_day(row[c]) for c in ("timestamp", "last_order_ts", "first_order_ts")
+    )
     if None in (orders, amount, voucher, last, first):
         return "missing_value"
     whole = math.isfinite(orders) and orders == int(orders) and 0 <= orders <= MAX_WHOLE
@@ -80,8 +89,9 @@ def first_failed_rule(row: dict) -> str | None:
 
 def same_row(row: dict) -> tuple:
     """What makes two rows exact duplicates (NaN equals NaN)."""
-    return tuple("NaN" if isinstance(v, float) and math.isnan(v) else v
-                 for v in (row[c] for c in COLUMNS))
+    return tuple(
+        "NaN" if isinstance(v, float) and math.isnan(v) else v for v in (row[c] for c in COLUMNS)
+    )
 
 
 def country(row: dict) -> str | None:
@@ -103,9 +113,16 @@ def outcomes(rows: list[dict], keys: tuple[str, ...] | None) -> dict[str, Counte
     return found
 
 
-SEGMENTS = {"frequent_segment": [("0-4", 0, 4), ("5-13", 5, 13), ("14-37", 14, 37)],
-            "recency_segment": [("30-60", 30, 60), ("61-90", 61, 90), ("91-120", 91, 120),
-                                ("121-180", 121, 180), ("180+", 181, math.inf)]}
+SEGMENTS = {
+    "frequent_segment": [("0-4", 0, 4), ("5-13", 5, 13), ("14-37", 14, 37)],
+    "recency_segment": [
+        ("30-60", 30, 60),
+        ("61-90", 61, 90),
+        ("91-120", 91, 120),
+        ("121-180", 121, 180),
+        ("180+", 181, math.inf),
+    ],
+}
 
 
 def segment(name: str, value: int) -> str | None:
@@ -137,5 +154,7 @@ def selections(rows: list[dict], keys: tuple[str, ...] | None) -> tuple[dict, di
         amount, n = min(counts.items(), key=lambda item: (-item[1], item[0]))
         return amount, n, sum(counts.values())
 
-    return ({group: top(c) for group, c in per_segment.items()},
-            {group: top(c) for group, c in per_country.items()})  # fmt: skip
+    return (
+        {group: top(c) for group, c in per_segment.items()},
+        {group: top(c) for group, c in per_country.items()},
+    )

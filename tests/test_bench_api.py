@@ -36,18 +36,39 @@ def test_tiny_api_benchmark_writes_json_markdown_and_docs(local_stack, tmp_path,
     docs.write_text("# Benchmarks\n\n## Pipeline\n\nthe pipeline table\n")
     out = tmp_path / "reports"
     try:
-        assert bench_api.main([
-            "--requests", "300", "--http-requests", "30", "--cold-runs", "1",
-            "--batches", "3", "--batch-items", "50",
-            "--out", str(out), "--write", str(docs),
-        ]) == 0  # fmt: skip
+        assert (
+            bench_api.main(
+                [
+                    "--requests",
+                    "300",
+                    "--http-requests",
+                    "30",
+                    "--cold-runs",
+                    "1",
+                    "--batches",
+                    "3",
+                    "--batch-items",
+                    "50",
+                    "--out",
+                    str(out),
+                    "--write",
+                    str(docs),
+                ]
+            )
+            == 0
+        )
     finally:
         default_store.cache_clear()  # its store pointed at the dropped benchmark database
 
     report = json.loads((out / "bench_api.json").read_text())
     assert report["agree"] is True
-    for name, requests in (("warm", 300), ("sql", 300), ("criteria", 300), ("http", 30),
-                           ("batch", 3)):
+    for name, requests in (
+        ("warm", 300),
+        ("sql", 300),
+        ("criteria", 300),
+        ("http", 30),
+        ("batch", 3),
+    ):
         measured = report[name]
         assert measured["requests"] == requests == sum(measured["statuses"].values())
         assert 0 < measured["p50"] <= measured["p99"] <= measured["max"]

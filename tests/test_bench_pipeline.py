@@ -15,10 +15,26 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
     docs.write_text("# Benchmarks\n\n## API\n\nthe API table\n")
     out = tmp_path / "reports"
 
-    assert bench_pipeline.main([
-        "--sizes", "2000", "--runs", "1", "--no-real", "--countries", "all",
-        "--data-dir", str(tmp_path / "data"), "--out", str(out), "--write", str(docs),
-    ]) == 0  # fmt: skip
+    assert (
+        bench_pipeline.main(
+            [
+                "--sizes",
+                "2000",
+                "--runs",
+                "1",
+                "--no-real",
+                "--countries",
+                "all",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--out",
+                str(out),
+                "--write",
+                str(docs),
+            ]
+        )
+        == 0
+    )
 
     report = json.loads((out / "bench_pipeline.json").read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["memory_gib"] > 0
@@ -41,9 +57,14 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
         phase = spark["phases"][name]
         assert phase["jobs"] >= 1 and 0 < phase["wall_s"] <= phase["driver_s"] + 0.05, name
         assert 0 < phase["cpu_s"] <= phase["run_s"] * 1.05, name
-    assert copy["countries"] == {k: {"rows_in": v["rows_in"]}  # every row, every country
-                                 for k, v in spark["countries"].items()} or sum(
-        c["rows_in"] for c in copy["countries"].values()) == 2000
+    assert (
+        copy["countries"]
+        == {
+            k: {"rows_in": v["rows_in"]}  # every row, every country
+            for k, v in spark["countries"].items()
+        }
+        or sum(c["rows_in"] for c in copy["countries"].values()) == 2000
+    )
     assert spark["peak_rss_bytes"] > result["engines"]["arrow"]["peak_rss_bytes"]  # the JVM
     assert set(result["ratios"]) == {"ours/copy", "ours/pandas", "ours/arrow"}
     assert all(r["work"] > 0 and r["process"] > 0 for r in result["ratios"].values())

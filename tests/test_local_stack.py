@@ -182,8 +182,14 @@ def test_up_archives_spark_classes_and_local_sessions_map_them(local_stack):
 
     def session_with(value: str) -> tuple[str, str]:
         env = {**os.environ, "SPARK_CLASS_ARCHIVE": value}
-        out = subprocess.run([sys.executable, "-c", SESSION_PROBE], env=env, cwd=settings.REPO_ROOT,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", SESSION_PROBE],
+            env=env,
+            cwd=settings.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         options, _, maps = out.partition("\n")
         return options, maps
 
@@ -222,8 +228,10 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     assert events.start(conf) == pump and processes.alive(pump)  # reused, not started twice
 
     assert stack.down(conf, _quiet) == {
-        "pump": "stopped", "aws": "stopped", "postgres": "stopped",
-    }  # fmt: skip
+        "pump": "stopped",
+        "aws": "stopped",
+        "postgres": "stopped",
+    }
     assert not processes.alive(pump)
     assert aws.probe(conf.endpoint_url) is None
     assert not postgres.answers(conf.database_url)
@@ -247,8 +255,10 @@ def test_services_already_answering_are_reused_and_never_stopped(private_stack):
     try:
         assert stack.up(guest, _quiet).services == {"aws": "reused", "postgres": "reused"}
         assert stack.down(guest, _quiet) == {
-            "pump": "not running", "aws": "not ours", "postgres": "not ours",
-        }  # fmt: skip
+            "pump": "not running",
+            "aws": "not ours",
+            "postgres": "not ours",
+        }
         assert aws.probe(owner.endpoint_url) is True
         assert postgres.answers(owner.database_url)
     finally:
@@ -304,6 +314,10 @@ def test_relocated_data_is_initialised_again_when_its_folder_vanished():
 
 def test_the_catalog_defaults_to_none_on_localstack_whose_free_edition_has_no_glue():
     assert settings.from_env({"AWS_EMULATOR": "localstack"}).catalog_database == ""
-    assert settings.from_env({"AWS_EMULATOR": "localstack", "CATALOG_DATABASE": "lake"}
-                             ).catalog_database == "lake"  # fmt: skip
+    assert (
+        settings.from_env(
+            {"AWS_EMULATOR": "localstack", "CATALOG_DATABASE": "lake"}
+        ).catalog_database
+        == "lake"
+    )
     assert settings.from_env({"CATALOG_DATABASE": ""}).env()["CATALOG_DATABASE"] == ""

@@ -43,8 +43,12 @@ def _country_criteria(country: CountryResult) -> dict:
             "voucher_amount": amount(fallback.voucher_amount),
             "voucher_rows": fallback.voucher_rows,
             "country_rows": fallback.country_rows,
-            **strength(fallback.voucher_rows, fallback.country_rows, fallback.runner_up_amount,
-                       fallback.runner_up_rows),
+            **strength(
+                fallback.voucher_rows,
+                fallback.country_rows,
+                fallback.runner_up_amount,
+                fallback.runner_up_rows,
+            ),
             "last_changed": _last_changed(country.last_changed.get(FALLBACK_KEY)),
         },
         "segment_rules": [
@@ -69,12 +73,15 @@ def _segment_criteria(country: CountryResult, segment_name: str, segment: Segmen
         "voucher_amount": amount(selection.voucher_amount) if selection else None,
         "voucher_rows": selection.voucher_rows if selection else 0,
         "segment_rows": rows,
-        **strength(selection.voucher_rows if selection else 0, rows,
-                   selection.runner_up_amount if selection else None,
-                   selection.runner_up_rows if selection else 0),
+        **strength(
+            selection.voucher_rows if selection else 0,
+            rows,
+            selection.runner_up_amount if selection else None,
+            selection.runner_up_rows if selection else 0,
+        ),
         "below_min_rows": rows < country.min_segment_rows,
         "last_changed": _last_changed(country.last_changed.get((segment_name, segment.label))),
-    }  # fmt: skip
+    }
 
 
 def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int) -> dict:
@@ -85,10 +92,11 @@ def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int
     share, rival = rows / total, runner_up_rows / total
     return {
         "share": share,
-        "runner_up": None if runner_up is None else {
-            "voucher_amount": amount(runner_up), "voucher_rows": runner_up_rows, "share": rival},
+        "runner_up": None
+        if runner_up is None
+        else {"voucher_amount": amount(runner_up), "voucher_rows": runner_up_rows, "share": rival},
         "lead": share - rival,
-    }  # fmt: skip
+    }
 
 
 def _last_changed(change: LastChange | None) -> dict | None:

@@ -19,14 +19,19 @@ UNKNOWN_ROUTE_MESSAGE = "no route answers this method and path; the routes are i
 
 def _method_not_allowed(response: Response) -> ApiError:
     allowed = response.headers.get("Allow", "")
-    return ApiError(405, "method_not_allowed",
-                    f"this route answers {allowed or 'other methods'} only; the routes are in"
-                    " /openapi.json")  # fmt: skip
+    return ApiError(
+        405,
+        "method_not_allowed",
+        f"this route answers {allowed or 'other methods'} only; the routes are in /openapi.json",
+    )
 
 
 def _unsupported_media_type(response: Response) -> ApiError:
-    return ApiError(415, "unsupported_media_type",
-                    "this route takes a JSON body: send Content-Type: application/json")
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        "this route takes a JSON body: send Content-Type: application/json",
+    )
 
 
 #: Chalice's error names -> the product's error for them.

@@ -131,7 +131,8 @@ def load_published(conn, loaded_at: datetime) -> Published:
         changes: dict[str, dict] = {}
         for row in cur.fetchall():
             changes.setdefault(row["country_key"], {})[(row["segment_name"], row["segment"])] = (
-                LastChange(row["run_id"], row["changed_at"], row["old_amount"]))
+                LastChange(row["run_id"], row["changed_at"], row["old_amount"])
+            )
         cur.execute(_RULES_SQL)
         rules_rows_by_run: dict[str, list[dict]] = {}
         for row in cur.fetchall():
@@ -143,8 +144,9 @@ def load_published(conn, loaded_at: datetime) -> Published:
     return Published(
         version=tuple((row["country_key"], row["run_id"]) for row in countries),
         countries={
-            row["country_key"]: _country(row, rules_by_run[row["run_id"]], selections,
-                                         changes.get(row["country_key"], {}))
+            row["country_key"]: _country(
+                row, rules_by_run[row["run_id"]], selections, changes.get(row["country_key"], {})
+            )
             for row in countries
         },
         loaded_at=loaded_at,
@@ -173,8 +175,14 @@ def _country(
         ),
         rules=rules,
         selections={(s.segment_name, s.segment): s for s in selections if s.country_key == key},
-        fallback=Fallback(key, row["voucher_amount"], row["voucher_rows"], row["country_rows"],
-                          row["runner_up_amount"], row["runner_up_rows"]),
+        fallback=Fallback(
+            key,
+            row["voucher_amount"],
+            row["voucher_rows"],
+            row["country_rows"],
+            row["runner_up_amount"],
+            row["runner_up_rows"],
+        ),
         min_segment_rows=row["min_segment_rows"],
         last_changed=changes,
-    )  # fmt: skip
+    )

@@ -24,8 +24,10 @@ MAX_CUSTOMER_ID_CHARS = 200
 # The patterns below are the OpenAPI document's (tests/api/test_routes.py compares them), written
 # for both Python's re and ECMA regexes: no lookaround, ``[0-9]`` rather than ``\\d``.
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001 to 9999
-_MONTH_DAY = (r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
-              r"|(?:0[13578]|1[02])-31)")  # fmt: skip
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
 _FOURS = r"(?:0[48]|[2468][048]|[13579][26])"  # two digits divisible by 4, 00 aside
 _LEAP_DAY = rf"(?:[0-9]{{2}}{_FOURS}|{_FOURS}00)-02-29"  # leap years: 4 | y, and 400 | y for 100s
 _TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.][0-9]{1,9})?)?"
@@ -69,11 +71,17 @@ def parse_batch(raw_body: bytes | str | None) -> list[dict]:
     body = _json_object(raw_body, MAX_BATCH_BODY_BYTES)
     customers = body.get("customers")
     if not isinstance(customers, list) or not all(isinstance(c, dict) for c in customers):
-        raise bad_request("invalid_field", "customers must be a list of objects, each a POST"
-                          " /voucher body", "customers")  # fmt: skip
+        raise bad_request(
+            "invalid_field",
+            "customers must be a list of objects, each a POST /voucher body",
+            "customers",
+        )
     if len(customers) > MAX_BATCH_ITEMS:
-        raise bad_request("too_many_items", f"customers has {len(customers)} items; the limit is"
-                          f" {MAX_BATCH_ITEMS} per request", "customers")  # fmt: skip
+        raise bad_request(
+            "too_many_items",
+            f"customers has {len(customers)} items; the limit is {MAX_BATCH_ITEMS} per request",
+            "customers",
+        )
     shared = {f: body[f] for f in BATCH_DEFAULTS if body.get(f) is not None}
     return [shared | {f: v for f, v in c.items() if v is not None} for c in customers]
 
@@ -107,8 +115,9 @@ def voucher_request(body: dict, today: date) -> VoucherRequest:
 def _json_object(raw_body: bytes | str | None, max_bytes: int) -> dict:
     raw = raw_body.encode() if isinstance(raw_body, str) else (raw_body or b"")
     if len(raw) > max_bytes:
-        raise ApiError(413, "body_too_large",
-                       f"the body is {len(raw)} bytes; the limit is {max_bytes}")  # fmt: skip
+        raise ApiError(
+            413, "body_too_large", f"the body is {len(raw)} bytes; the limit is {max_bytes}"
+        )
     if not raw.strip():
         raise bad_request("malformed_json", "the body is empty: send a JSON object")
     try:

@@ -8,6 +8,7 @@ A live run whose lease ran out is shown as what it is, ``failed`` and why (the s
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from chalicelib.api.errors import bad_request, not_found
 from chalicelib.api.responses import amount
@@ -35,11 +36,27 @@ SELECT r.run_id, run_status(r), r.requested_by,
   FROM runs r
 """
 _FIELDS = (
-    "run_id", "status", "requested_by", "source_bucket", "source_key", "source_etag",
-    "source_objects", "countries", "job_run_id", "created_at", "started_at", "finished_at",
-    "heartbeat_age_seconds", "lease_seconds", "rows_read", "rows_out_of_scope",
-    "published_countries", "error", "min_segment_rows", "stats",
-)  # fmt: skip
+    "run_id",
+    "status",
+    "requested_by",
+    "source_bucket",
+    "source_key",
+    "source_etag",
+    "source_objects",
+    "countries",
+    "job_run_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_age_seconds",
+    "lease_seconds",
+    "rows_read",
+    "rows_out_of_scope",
+    "published_countries",
+    "error",
+    "min_segment_rows",
+    "stats",
+)
 
 
 def _run(row: tuple) -> dict:
@@ -48,11 +65,12 @@ def _run(row: tuple) -> dict:
     return run
 
 
-def parse_limit(query: dict | None) -> int:
+def parse_limit(query: Mapping[str, str] | None) -> int:
     text = (query or {}).get("limit", str(DEFAULT_LIMIT))
     if not _LIMIT.fullmatch(text):
-        raise bad_request("invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}",
-                          "limit")  # fmt: skip
+        raise bad_request(
+            "invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit"
+        )
     return int(text)
 
 
@@ -75,15 +93,20 @@ def one_run(conn, run_id: str) -> dict:
 
 def _change(change: SelectionChange) -> dict:
     """A selection the run changed; amounts as answers show them."""
+
     def shown_amount(value: float | None) -> int | float | None:
         return None if value is None else amount(value)
 
     return {
-        "country_key": change.country_key, "segment_name": change.segment_name,
-        "segment": change.segment, "old_voucher_amount": shown_amount(change.old_amount),
-        "new_voucher_amount": shown_amount(change.new_amount), "old_share": change.old_share,
-        "new_share": change.new_share, "replaced_run_id": change.replaced_run_id,
-    }  # fmt: skip
+        "country_key": change.country_key,
+        "segment_name": change.segment_name,
+        "segment": change.segment,
+        "old_voucher_amount": shown_amount(change.old_amount),
+        "new_voucher_amount": shown_amount(change.new_amount),
+        "old_share": change.old_share,
+        "new_share": change.new_share,
+        "replaced_run_id": change.replaced_run_id,
+    }
 
 
 def _unknown_run():

@@ -49,7 +49,8 @@ class PublishedStore:
 
     def _due(self) -> bool:
         """Whether to check now: every TTL, and on every request while nothing is loaded."""
-        return self._published is None or self._clock() - self._checked_at >= self._ttl
+        checked = self._checked_at
+        return self._published is None or checked is None or self._clock() - checked >= self._ttl
 
     def published(self) -> Published:
         """What to answer from; a 503 :class:`ApiError` when nothing could ever be loaded."""
@@ -91,8 +92,9 @@ class PublishedStore:
             except Exception as e:
                 self._drop_connection()
                 log.error("query failed: %s: %s", type(e).__name__, db.redact(str(e)).strip())
-                raise ApiError(503, "unavailable", "the database cannot be reached; try again "
-                               "shortly") from None  # fmt: skip
+                raise ApiError(
+                    503, "unavailable", "the database cannot be reached; try again shortly"
+                ) from None
 
     def refresh(self, only_if_due: bool = False) -> None:
         """Reload when the published runs changed; a failure is logged and kept, never raised."""
@@ -121,7 +123,8 @@ class PublishedStore:
 
     def _check(self) -> None:
         if self._published is not None:
-            with self._connection(), self._conn.cursor() as cur:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:
                 cur.execute(VERSION_SQL)
                 if tuple(cur.fetchall()) == self._published.version:
                     return

@@ -37,15 +37,19 @@ def answer_voucher(request: VoucherRequest, published: Published) -> dict:
     if value is None:
         raise bad_request("missing_field", f"{field} is required for {rule.name}", field)
     segment = rule.segment_for(value)
-    selection = country.selections.get((rule.name, segment))
-    why = _why_not_segment(rule.name, segment, rule.measure, value, selection,
-                           country.min_segment_rows)  # fmt: skip
-    if why is None:
+    selection = country.selections.get((rule.name, segment)) if segment else None
+    why = _why_not_segment(
+        rule.name, segment, rule.measure, value, selection, country.min_segment_rows
+    )
+    if selection is not None and why is None:
         voucher, basis = selection.voucher_amount, "segment"
-    elif request.strict:
+    elif why is not None and request.strict:
         code, message = why
-        raise not_found(code, f"{message} (strict mode: no fallback)",
-                        field if code == "no_segment" else "segment_name")  # fmt: skip
+        raise not_found(
+            code,
+            f"{message} (strict mode: no fallback)",
+            field if code == "no_segment" else "segment_name",
+        )
     else:
         voucher, basis = country.fallback.voucher_amount, "country"
     answer = {
@@ -62,17 +66,25 @@ def answer_voucher(request: VoucherRequest, published: Published) -> dict:
 
 
 def _why_not_segment(
-    segment_name: str, segment: str | None, measure: str, value: int,
-    selection: Selection | None, min_rows: int,
-) -> tuple[str, str] | None:  # fmt: skip
+    segment_name: str,
+    segment: str | None,
+    measure: str,
+    value: int,
+    selection: Selection | None,
+    min_rows: int,
+) -> tuple[str, str] | None:
     """Why the segment's own selection does not serve (a code and a message), or ``None``."""
     if segment is None:
         return "no_segment", f"{measure} {value} falls in no segment of {segment_name}"
     if selection is None:
-        return ("segment_without_history",
-                f"segment {segment} of {segment_name} has no voucher history in this country")
+        return (
+            "segment_without_history",
+            f"segment {segment} of {segment_name} has no voucher history in this country",
+        )
     if selection.segment_rows < min_rows:
-        return ("segment_below_min_rows",
-                f"segment {segment} of {segment_name} has {selection.segment_rows} kept rows in"
-                f" this country, fewer than the {min_rows} its run requires (MIN_SEGMENT_ROWS)")
+        return (
+            "segment_below_min_rows",
+            f"segment {segment} of {segment_name} has {selection.segment_rows} kept rows in"
+            f" this country, fewer than the {min_rows} its run requires (MIN_SEGMENT_ROWS)",
+        )
     return None

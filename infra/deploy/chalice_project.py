@@ -23,15 +23,24 @@ from infra.deploy.templates import REPO_ROOT, resolve
 
 CHALICE_DIR = REPO_ROOT / ".chalice"
 #: What a deployed function reads from the environment (the app stack's Globals in the template).
-ENVIRONMENT = {"DB_SECRET_ARN": "DbSecretArn", "DB_HOST": "DbHost", "DB_PORT": "DbPort",
-               "DB_NAME": "DbName", "GLUE_JOB_NAME": "GlueJobName"}  # fmt: skip
+ENVIRONMENT = {
+    "DB_SECRET_ARN": "DbSecretArn",
+    "DB_HOST": "DbHost",
+    "DB_PORT": "DbPort",
+    "DB_NAME": "DbName",
+    "GLUE_JOB_NAME": "GlueJobName",
+}
 
 
 def pseudo_parameters(stage: str, region: str, account: str, app_name: str) -> dict[str, str]:
     """The pseudo parameters as the functions ``chalice deploy`` creates see them: they are named
     ``<app>-<stage>...``, as the app stack's functions are named ``<stack>...``."""
-    return {"AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account,
-            "AWS::StackName": f"{app_name}-{stage}"}  # fmt: skip
+    return {
+        "AWS::Partition": "aws",
+        "AWS::Region": region,
+        "AWS::AccountId": account,
+        "AWS::StackName": f"{app_name}-{stage}",
+    }
 
 
 def render(stage: str, values: Mapping[str, str], out: Path) -> Path:
@@ -42,8 +51,11 @@ def render(stage: str, values: Mapping[str, str], out: Path) -> Path:
     (out / ".chalice").mkdir(parents=True)
     for name in ("app.py", "requirements.txt"):
         shutil.copy2(REPO_ROOT / name, out / name)
-    shutil.copytree(REPO_ROOT / "chalicelib", out / "chalicelib",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    shutil.copytree(
+        REPO_ROOT / "chalicelib",
+        out / "chalicelib",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
 
     def rendered_policy(file: str) -> str:
         name = f"{Path(file).stem}-{stage}.json"
@@ -53,10 +65,16 @@ def render(stage: str, values: Mapping[str, str], out: Path) -> Path:
 
     settings["iam_policy_file"] = rendered_policy(settings["iam_policy_file"])
     settings["lambda_functions"] = {
-        function: {**options, **({"iam_policy_file": rendered_policy(options["iam_policy_file"])}
-                                 if "iam_policy_file" in options else {})}
+        function: {
+            **options,
+            **(
+                {"iam_policy_file": rendered_policy(options["iam_policy_file"])}
+                if "iam_policy_file" in options
+                else {}
+            ),
+        }
         for function, options in settings.get("lambda_functions", {}).items()
-    }  # fmt: skip
+    }
     settings["environment_variables"] = {
         **{env: resolve({"Ref": output}, values) for env, output in ENVIRONMENT.items()},
         **settings.get("environment_variables", {}),

@@ -195,8 +195,7 @@ def invoke_migrate(cfn, lambda_client, stage: str, echo: Echo) -> str:
         detail = cfn.describe_stack_resource(StackName=name, LogicalResourceId="Migrate")
     except Exception as exc:
         raise DeployError(
-            f"{name} has no Migrate function: app.py needs "
-            '@app.lambda_function(name="migrate")'
+            f'{name} has no Migrate function: app.py needs @app.lambda_function(name="migrate")'
         ) from exc
     function = detail["StackResourceDetail"]["PhysicalResourceId"]
     answer = lambda_client.invoke(FunctionName=function, Payload=b"{}")
@@ -211,10 +210,12 @@ def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) 
     """``dist/<stage>/chalice-deploy``: the app as ``chalice deploy`` takes it, its policies and
     settings rendered from ``values`` (the data plane's outputs)."""
     account = session.client("sts").get_caller_identity()["Account"]
-    pseudo = chalice_project_module.pseudo_parameters(stage, session.region_name, account,
-                                                      "voucher-selection")  # fmt: skip
-    out = chalice_project_module.render(stage, {**values, **pseudo},
-                                        package.DIST / stage / "chalice-deploy")  # fmt: skip
+    pseudo = chalice_project_module.pseudo_parameters(
+        stage, session.region_name, account, "voucher-selection"
+    )
+    out = chalice_project_module.render(
+        stage, {**values, **pseudo}, package.DIST / stage / "chalice-deploy"
+    )
     echo(f"rendered {out.relative_to(templates.REPO_ROOT)} for chalice deploy")
     return out
 
@@ -270,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         # botocore reads AWS_DEFAULT_REGION and profiles; the AWS CLI also reads AWS_REGION.
         session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         who = preflight(session)
-        print(f"deploying {args.stage} to account {who['account']} in {who['region']} as "
-              f"{who['arn']}")
+        print(
+            f"deploying {args.stage} to account {who['account']} in {who['region']} as {who['arn']}"
+        )
         built = package.build(args.stage, wheel=inputs.egress == "endpoints")
         values = run(session, args.stage, inputs, built)
     except (DeployError, package.PackageError) as exc:

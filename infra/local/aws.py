@@ -52,8 +52,10 @@ def probe(url: str) -> bool | None:
 def owned_pid(state_dir: Path) -> int | None:
     """PID of the endpoint this state folder started, if it still runs."""
     pid_file = Path(state_dir) / _PID_FILE
-    return next((pid for marker in _MARKERS.values()
-                 if (pid := processes.recorded_pid(pid_file, marker))), None)  # fmt: skip
+    return next(
+        (pid for marker in _MARKERS.values() if (pid := processes.recorded_pid(pid_file, marker))),
+        None,
+    )
 
 
 def _moto_command(port: int) -> list[str]:

@@ -18,8 +18,10 @@ def declared(settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     lake bucket and catalog database."""
     resources = templates.load(templates.path("glue"))["Resources"]
     values = {"Stage": "local", "LakeBucketName": settings.lake_bucket}
-    database = {**resources["LakeDatabase"]["Properties"]["DatabaseInput"],
-                "Name": settings.catalog_database}  # fmt: skip
+    database = {
+        **resources["LakeDatabase"]["Properties"]["DatabaseInput"],
+        "Name": settings.catalog_database,
+    }
     tables = [templates.resolve(resources[t]["Properties"]["TableInput"], values) for t in TABLES]
     return templates.resolve(database, values), tables
 
@@ -51,8 +53,11 @@ def ensure(settings: Settings) -> str:
 def _shape(table: dict[str, Any]) -> tuple:
     """What a table must agree on with its declaration: location, columns, partition keys."""
     storage = table["StorageDescriptor"]
-    return (storage["Location"], [(c["Name"], c["Type"]) for c in storage["Columns"]],
-            [(k["Name"], k["Type"]) for k in table.get("PartitionKeys", [])])  # fmt: skip
+    return (
+        storage["Location"],
+        [(c["Name"], c["Type"]) for c in storage["Columns"]],
+        [(k["Name"], k["Type"]) for k in table.get("PartitionKeys", [])],
+    )
 
 
 def drop(settings: Settings) -> None:

@@ -29,6 +29,7 @@ from infra.local.settings import RAW_PREFIX, REGION, Settings, from_env
 
 log = logging.getLogger("voucher_selection.events")
 
+
 def _client(settings: Settings, service: str):
     return local_s3.client(settings.endpoint_url, service)
 
@@ -118,9 +119,10 @@ class Pump:
             return 0
         self.sqs.delete_message_batch(
             QueueUrl=self.url,
-            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in
-                     enumerate(messages)],
-        )  # fmt: skip
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)
+            ],
+        )
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:

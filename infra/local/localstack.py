@@ -28,11 +28,16 @@ MINIMUM = (3, 12)
 def python() -> Path:
     """A Python of at least 3.12: on the PATH, or one pyenv installed."""
     candidates = [shutil.which(f"python3.{minor}") for minor in range(20, MINIMUM[1] - 1, -1)]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")),
-                         reverse=True)  # fmt: skip
+    candidates += sorted(
+        glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")), reverse=True
+    )
     for candidate in filter(None, candidates):
-        version = subprocess.run([candidate, "-c", "import sys; print(*sys.version_info[:2])"],
-                                 capture_output=True, text=True, check=False).stdout.split()
+        version = subprocess.run(
+            [candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
         if len(version) == 2 and tuple(map(int, version)) >= MINIMUM:
             return Path(candidate)
     raise StackError(
@@ -50,15 +55,28 @@ def venv() -> Path:
     if stamp.exists() and stamp.read_text() == wanted:
         return folder / "bin" / "python"
     shutil.rmtree(folder, ignore_errors=True)
-    for step in ([str(python()), "-m", "venv", str(folder)],
-                 [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                  "--disable-pip-version-check", "-r", str(REQUIREMENTS)]):  # fmt: skip
-        done = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
-                              check=False)  # fmt: skip
+    for step in (
+        [str(python()), "-m", "venv", str(folder)],
+        [
+            str(folder / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(REQUIREMENTS),
+        ],
+    ):
+        done = subprocess.run(
+            step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+        )
         if done.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            raise StackError(f"installing LocalStack failed ({' '.join(step[:3])}):\n"
-                             f"{(done.stderr or done.stdout)[-1500:]}")  # fmt: skip
+            raise StackError(
+                f"installing LocalStack failed ({' '.join(step[:3])}):\n"
+                f"{(done.stderr or done.stdout)[-1500:]}"
+            )
     stamp.write_text(wanted)
     return folder / "bin" / "python"
 

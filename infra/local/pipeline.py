@@ -76,13 +76,19 @@ def run_here(settings: Settings, key: str, countries: str) -> int:
     from glue_jobs.pipeline import error_message
 
     try:
-        return voucher_selection_job.main([
-            "voucher_selection_job",
-            "--source", f"s3://{settings.raw_bucket}/{key}",
-            "--countries", countries,
-            "--curated_location", f"s3://{settings.lake_bucket}/{CURATED_PREFIX}",
-            "--rejected_location", f"s3://{settings.lake_bucket}/{REJECTED_PREFIX}",
-        ])  # fmt: skip
+        return voucher_selection_job.main(
+            [
+                "voucher_selection_job",
+                "--source",
+                f"s3://{settings.raw_bucket}/{key}",
+                "--countries",
+                countries,
+                "--curated_location",
+                f"s3://{settings.lake_bucket}/{CURATED_PREFIX}",
+                "--rejected_location",
+                f"s3://{settings.lake_bucket}/{REJECTED_PREFIX}",
+            ]
+        )
     except Exception as exc:  # the run record holds the same message
         print(f"run failed: {error_message(exc)}", file=sys.stderr, flush=True)
         return 1
@@ -114,9 +120,15 @@ def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
         if found:
             run_id, status, error = found
             if announced != status and status in ("waiting", "queued"):
-                print(f"run {run_id}: {status}"
-                      + (" (a dataset: until _SUCCESS or a quiet period)" if status == "waiting"
-                         else ""), flush=True)  # fmt: skip
+                print(
+                    f"run {run_id}: {status}"
+                    + (
+                        " (a dataset: until _SUCCESS or a quiet period)"
+                        if status == "waiting"
+                        else ""
+                    ),
+                    flush=True,
+                )
                 announced = status
             log = settings.state_dir / "runs" / f"{run_id}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
@@ -130,18 +142,24 @@ def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
                     print(f"run {run_id} failed: {error}", file=sys.stderr, flush=True)
                 return 0 if status == "succeeded" else 1
         time.sleep(1)
-    print(f"no finished run after {RUN_TIMEOUT_S} s: see {settings.state_dir}/pump.log",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"no finished run after {RUN_TIMEOUT_S} s: see {settings.state_dir}/pump.log",
+        file=sys.stderr,
+    )
     return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        help="parquet file or dataset folder (default: a generated sample)")
+    parser.add_argument(
+        "--data", type=Path, help="parquet file or dataset folder (default: a generated sample)"
+    )
     default = ",".join(rules.DEFAULT_COUNTRIES)
-    parser.add_argument("--countries", default=default,
-                        help=f"{default} (default), all, or a list such as Peru,Latvia")
+    parser.add_argument(
+        "--countries",
+        default=default,
+        help=f"{default} (default), all, or a list such as Peru,Latvia",
+    )
     parser.add_argument(
         "--trigger", action="store_true", help="upload under incoming/ and follow the run it starts"
     )

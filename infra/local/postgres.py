@@ -149,9 +149,18 @@ def start(data_dir: str | Path, port: int) -> str:
     data_dir = _prepare_data_dir(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         init = _run_as_owner(
-            [str(tools / "initdb"), "-D", str(data_dir), "-U", DATABASE_USER,
-             "--auth=trust", "-E", "UTF8", "--no-sync"]
-        )  # fmt: skip
+            [
+                str(tools / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                DATABASE_USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
         if init.returncode != 0:
             raise StackError(f"initdb failed for {data_dir}:\n{init.stderr.strip()}")
     options = f"-p {port} -c listen_addresses={HOST} -c unix_socket_directories=''"

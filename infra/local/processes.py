@@ -43,8 +43,14 @@ def spawn(command: list[str], log: Path, pid_file: Path, env: dict[str, str] | N
     Ctrl-C), output appended to ``log``, its PID in ``pid_file``."""
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     pid_file.write_text(str(process.pid))
     return process
 

@@ -44,11 +44,24 @@ def serving(env: dict[str, str], log: Path, stage: str) -> Iterator[str]:
     url = f"http://{HOST}:{free_port()}"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra.local.serve", "--no-autoreload", "--host", HOST,
-             "--port", url.rsplit(":", 1)[1], "--stage", stage],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "infra.local.serve",
+                "--no-autoreload",
+                "--host",
+                HOST,
+                "--port",
+                url.rsplit(":", 1)[1],
+                "--stage",
+                stage,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     try:
         _wait_until_answering(process, url, log)
         yield url
@@ -100,8 +113,9 @@ class _EdgeHandler(local.ChaliceRequestHandler):
 
 def _create_local_server(app_obj, config, host: str, port: int) -> local.LocalDevServer:
     server = _chalice_local_server(app_obj, config, host, port)
-    server.server.RequestHandlerClass = functools.partial(_EdgeHandler, app_object=app_obj,
-                                                          config=config)  # fmt: skip
+    server.server.RequestHandlerClass = functools.partial(
+        _EdgeHandler, app_object=app_obj, config=config
+    )
     return server
 
 

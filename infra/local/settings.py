@@ -108,7 +108,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         raw_bucket=environ.get("RAW_BUCKET") or base.raw_bucket,
         lake_bucket=environ.get("LAKE_BUCKET") or base.lake_bucket,
         catalog_database=environ.get(
-            "CATALOG_DATABASE", "" if emulator == "localstack" else base.catalog_database),
+            "CATALOG_DATABASE", "" if emulator == "localstack" else base.catalog_database
+        ),
         database_url_override=environ.get("DATABASE_URL") or None,
     )
     return replace(settings, **overrides)

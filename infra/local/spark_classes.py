@@ -56,9 +56,13 @@ def ensure(state_dir: Path) -> str:
     try:
         subprocess.run(
             [sys.executable, "-m", "infra.local.spark_classes", "--warm-up"],
-            cwd=REPO_ROOT, env=env, check=True, timeout=WARM_UP_TIMEOUT_S,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            timeout=WARM_UP_TIMEOUT_S,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         partial.unlink(missing_ok=True)
         return f"not made: {type(exc).__name__}"  # Spark starts without it, as before

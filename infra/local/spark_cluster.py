@@ -34,8 +34,14 @@ def spark_class() -> Path:
 
 def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([str(spark_class()), *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return subprocess.Popen(
+            [str(spark_class()), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _wait(check, what: str, processes: list[subprocess.Popen], logs: list[Path]) -> None:
@@ -67,21 +73,54 @@ def standalone(workers: int = 2, cores: int = 1, memory: str = "1g") -> Iterator
     127.0.0.1; yields the master URL and its status page's port once every worker has
     registered. Stopped afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="spark-cluster-"))
-    env = {**os.environ, "SPARK_LOCAL_IP": HOST, "SPARK_LOCAL_HOSTNAME": HOST,
-           "SPARK_WORKER_DIR": str(folder / "work"), "SPARK_LOG_DIR": str(folder)}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": HOST,
+        "SPARK_LOCAL_HOSTNAME": HOST,
+        "SPARK_WORKER_DIR": str(folder / "work"),
+        "SPARK_LOG_DIR": str(folder),
+    }
     env.pop("SPARK_MASTER", None)
     port, ui = free_port(), free_port()
     master_url = f"spark://{HOST}:{port}"
     processes, logs = [], [folder / "master.log"]
     try:
-        processes.append(_start(["org.apache.spark.deploy.master.Master", "--host", HOST,
-                                 "--port", str(port), "--webui-port", str(ui)], logs[0], env))
+        processes.append(
+            _start(
+                [
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--webui-port",
+                    str(ui),
+                ],
+                logs[0],
+                env,
+            )
+        )
         _wait(lambda: master_status(ui), "master", processes, logs)
         for n in range(workers):
             logs.append(folder / f"worker-{n}.log")
-            processes.append(_start(["org.apache.spark.deploy.worker.Worker", master_url,
-                                     "--host", HOST, "--cores", str(cores), "--memory", memory,
-                                     "--webui-port", str(free_port())], logs[-1], env))
+            processes.append(
+                _start(
+                    [
+                        "org.apache.spark.deploy.worker.Worker",
+                        master_url,
+                        "--host",
+                        HOST,
+                        "--cores",
+                        str(cores),
+                        "--memory",
+                        memory,
+                        "--webui-port",
+                        str(free_port()),
+                    ],
+                    logs[-1],
+                    env,
+                )
+            )
         _wait(lambda: _alive_workers(ui) >= workers, "workers", processes, logs)
         yield master_url, ui
     finally:

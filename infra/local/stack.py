@@ -84,11 +84,20 @@ def provision(settings: Settings, echo: Echo = print) -> None:
     events.ensure_upload_queue(settings)
     _say(echo, "queue", "ready", f"{settings.upload_queue} (+ dead-letter queue, notification)")
     if settings.catalog_database:
-        _say(echo, "catalog", catalog.ensure(settings),
-             f"{settings.catalog_database}: curated, rejected (lake tables)")
+        _say(
+            echo,
+            "catalog",
+            catalog.ensure(settings),
+            f"{settings.catalog_database}: curated, rejected (lake tables)",
+        )
     else:
-        _say(echo, "catalog", "none", "CATALOG_DATABASE is empty (the default with"
-             " AWS=localstack: its free edition has no Glue); runs register no partitions")
+        _say(
+            echo,
+            "catalog",
+            "none",
+            "CATALOG_DATABASE is empty (the default with"
+            " AWS=localstack: its free edition has no Glue); runs register no partitions",
+        )
     url = settings.database_url
     try:
         created = postgres.ensure_database(url)
@@ -115,8 +124,12 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
         provision(settings, echo)
-        _say(echo, "spark", spark_classes.ensure(settings.state_dir),
-             "JVM class archive (faster starts)")
+        _say(
+            echo,
+            "spark",
+            spark_classes.ensure(settings.state_dir),
+            "JVM class archive (faster starts)",
+        )
     return Running(settings, {"aws": endpoint, "postgres": pg})
 
 

@@ -36,14 +36,16 @@ def expected_results(client, shared: dict, items: list[dict]) -> list[dict]:
     results = []
     for index, item in enumerate(items):
         body = {f: v for f, v in shared.items() if v is not None} | {
-            f: v for f, v in item.items() if v is not None}
+            f: v for f, v in item.items() if v is not None
+        }
         status, answer = post(client, body)
         results.append(answer if status == 200 else {**answer, "index": index})
     return results
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixtures are read-only
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # fixtures are read-only
 @given(shared=defaults, items=st.lists(customers, max_size=30))
 def test_a_list_is_answered_like_its_items_one_by_one(client, published, shared, items):
     status, answer = post(client, {**shared, "customers": items}, "/vouchers")
@@ -54,30 +56,52 @@ def test_a_list_is_answered_like_its_items_one_by_one(client, published, shared,
 
 
 def test_shared_fields_are_defaults_an_item_overrides(client, published):
-    body = {"country_code": "Latvia", "segment_name": "frequent_segment", "strict": True,
-            "customers": [{"total_orders": 3}, {"total_orders": 3, "country_code": "Peru"},
-                          {"total_orders": 20}, {"total_orders": 20, "strict": False}]}
+    body = {
+        "country_code": "Latvia",
+        "segment_name": "frequent_segment",
+        "strict": True,
+        "customers": [
+            {"total_orders": 3},
+            {"total_orders": 3, "country_code": "Peru"},
+            {"total_orders": 20},
+            {"total_orders": 20, "strict": False},
+        ],
+    }
     status, answer = post(client, body, "/vouchers")
     assert status == 200
     first, second, third, fourth = answer["results"]
     assert (first["country_code"], first["voucher_amount"]) == ("Latvia", 5)
     assert (second["country_code"], second["voucher_amount"]) == ("Peru", 1100)
-    assert third == {"error": {"code": "segment_without_history", "field": "segment_name",
-                               "message": third["error"]["message"]}, "index": 2}
+    assert third == {
+        "error": {
+            "code": "segment_without_history",
+            "field": "segment_name",
+            "message": third["error"]["message"],
+        },
+        "index": 2,
+    }
     assert (fourth["basis"], fourth["voucher_amount"]) == ("country", 10)
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"customers": {"a": 1}}, "invalid_field"),
-    ({"customers": [SAMPLE, 3]}, "invalid_field"),
-    ({"country_code": "Peru"}, "invalid_field"),
-    ({"customers": [SAMPLE] * (MAX_BATCH_ITEMS + 1)}, "too_many_items"),
-    ([SAMPLE], "malformed_json"),
-])  # fmt: skip
-def test_the_request_as_a_whole_is_refused_only_when_it_is_no_list_of_objects(client, published,
-                                                                              body, code):
-    assert_error(post(client, body, "/vouchers"), 400, code,
-                 None if code == "malformed_json" else "customers")
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"customers": {"a": 1}}, "invalid_field"),
+        ({"customers": [SAMPLE, 3]}, "invalid_field"),
+        ({"country_code": "Peru"}, "invalid_field"),
+        ({"customers": [SAMPLE] * (MAX_BATCH_ITEMS + 1)}, "too_many_items"),
+        ([SAMPLE], "malformed_json"),
+    ],
+)
+def test_the_request_as_a_whole_is_refused_only_when_it_is_no_list_of_objects(
+    client, published, body, code
+):
+    assert_error(
+        post(client, body, "/vouchers"),
+        400,
+        code,
+        None if code == "malformed_json" else "customers",
+    )
 
 
 def test_the_longest_list_is_answered(client, published):

@@ -18,9 +18,14 @@ def page(browser, local_api, published):
     context = browser.new_context(viewport={"width": 1100, "height": 1400})
     # Offline: any request that leaves the local API fails the test below.
     outside = []
-    context.route("**/*", lambda route: (
-        route.continue_() if route.request.url.startswith(local_api)
-        else (outside.append(route.request.url), route.abort())))
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(local_api)
+            else (outside.append(route.request.url), route.abort())
+        ),
+    )
     tab = context.new_page()
     problems = []  # script errors and console errors (a CSP violation is one)
     tab.on("pageerror", lambda error: problems.append(str(error)))
@@ -38,8 +43,14 @@ def fill(page, **fields):
 
 
 def test_fill_the_form_submit_and_read_the_amount(page):
-    fill(page, country_code=" peru ", last_order_ts="2018-05-03 00:00:00",
-         first_order_ts="2017-05-03", timestamp="2018-12-01", customer_id="123")
+    fill(
+        page,
+        country_code=" peru ",
+        last_order_ts="2018-05-03 00:00:00",
+        first_order_ts="2017-05-03",
+        timestamp="2018-12-01",
+        customer_id="123",
+    )
     page.select_option("#segment_name", "recency_segment")
     page.click("#submit")
     amount = page.locator("#voucher-amount")
@@ -69,8 +80,11 @@ def test_the_criteria_table_lists_every_published_country(page):
 
 
 def test_a_list_pasted_as_csv_is_answered_and_downloaded(page):
-    page.fill("#list-csv", "customer_id,last_order_ts,total_orders,segment_name,country_code\n"
-                           '1,2018-05-03,,,\n2,,3,frequent_segment,"Latvia"\n3,,-1,frequent_segment,\n')
+    page.fill(
+        "#list-csv",
+        "customer_id,last_order_ts,total_orders,segment_name,country_code\n"
+        '1,2018-05-03,,,\n2,,3,frequent_segment,"Latvia"\n3,,-1,frequent_segment,\n',
+    )
     page.fill("#list-timestamp", "2018-12-01")
     page.click("#list-submit")
     page.locator("#list-table").wait_for()

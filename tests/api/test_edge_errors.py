@@ -31,12 +31,17 @@ def test_a_wrong_method_is_a_405_that_names_the_allowed_one(client):
 
 def test_a_wrong_content_type_is_a_415_in_the_error_shape(client):
     response = client.http.get("/health", headers={"Content-Type": "text/csv"})
-    assert_error(_shape(response.status_code, response.headers, response.body), 415,
-                 "unsupported_media_type", None)  # fmt: skip
+    assert_error(
+        _shape(response.status_code, response.headers, response.body),
+        415,
+        "unsupported_media_type",
+        None,
+    )
 
 
-def _over_http(url: str, method: str, path: str, body: bytes | None = None,
-               headers: dict | None = None) -> tuple[int, dict]:  # fmt: skip
+def _over_http(
+    url: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict]:
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
@@ -47,8 +52,9 @@ def _over_http(url: str, method: str, path: str, body: bytes | None = None,
         connection.close()
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/nowhere"), ("POST", "/voucher/extra"),
-                                          ("GET", "/runs/1/2")])  # fmt: skip
+@pytest.mark.parametrize(
+    "method, path", [("GET", "/nowhere"), ("POST", "/voucher/extra"), ("GET", "/runs/1/2")]
+)
 def test_an_unknown_route_is_a_404_over_chalice_local(local_api, method, path):
     answer = _over_http(local_api, method, path)
     assert_error(answer, 404, "unknown_route", None)
@@ -61,8 +67,9 @@ def test_any_method_a_route_does_not_declare_is_a_405_over_chalice_local(local_a
 
 
 def test_a_wrong_content_type_is_a_415_over_chalice_local(local_api):
-    answer = _over_http(local_api, "GET", "/selection_criteria",
-                        headers={"Content-Type": "text/csv"})
+    answer = _over_http(
+        local_api, "GET", "/selection_criteria", headers={"Content-Type": "text/csv"}
+    )
     assert_error(answer, 415, "unsupported_media_type", None)
 
 
@@ -81,7 +88,14 @@ def test_a_request_http_server_refuses_is_in_the_error_shape(local_api):
 
 def test_the_openapi_document_lists_every_edge_error_code(local_api):
     document = schema_of(local_api, max_examples=1).raw_schema
-    codes = set(document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
-                ["code"]["enum"])  # fmt: skip
-    assert {"unknown_route", "method_not_allowed", "unsupported_media_type",
-            "bad_http_request"} <= codes  # fmt: skip
+    codes = set(
+        document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"][
+            "enum"
+        ]
+    )
+    assert {
+        "unknown_route",
+        "method_not_allowed",
+        "unsupported_media_type",
+        "bad_http_request",
+    } <= codes

@@ -17,7 +17,9 @@ MAX_EXAMPLES = 40
 
 def test_the_spec_sample_over_http(local_api, published):
     request = urllib.request.Request(
-        f"{local_api}/voucher", data=json.dumps(SAMPLE).encode(), method="POST",
+        f"{local_api}/voucher",
+        data=json.dumps(SAMPLE).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -17,8 +17,14 @@ def test_importing_the_app_loads_no_data_stack_and_no_aws_client():
         "import sys, app\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY + ('boto3',)!r}))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
-                         text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -27,10 +33,16 @@ def test_no_lambda_module_imports_the_data_stack():
     offenders = []
     for path in [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "chalicelib").rglob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names
-                          if n.split(".")[0] in HEAVY]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] in HEAVY
+            ]
     assert offenders == []
 
 

@@ -24,17 +24,37 @@ def refusal(raw) -> ApiError:
     return caught.value
 
 
-@pytest.mark.parametrize("value", [15, 15.0, "15", "015", "15.0", " 15 ", "\u00a015\u3000",
-                                   "1.5e1", "+15", "15."])
+@pytest.mark.parametrize(
+    "value", [15, 15.0, "15", "015", "15.0", " 15 ", "\u00a015\u3000", "1.5e1", "+15", "15."]
+)
 def test_total_orders_accepts_whole_numbers_and_their_decimal_text_as_the_pipeline_reads_it(
     value,
 ):
     assert parse(total_orders=value).total_orders == 15
 
 
-@pytest.mark.parametrize("value", ["", "  ", "3d", "0x1p2", "1_000", "NaN", "Infinity", "١٥",
-                                   "15.5", 2.5, True, [15], {"n": 15}, 2**53 + 1, "9" * 40,
-                                   1e300, "1" * 101])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "  ",
+        "3d",
+        "0x1p2",
+        "1_000",
+        "NaN",
+        "Infinity",
+        "١٥",
+        "15.5",
+        2.5,
+        True,
+        [15],
+        {"n": 15},
+        2**53 + 1,
+        "9" * 40,
+        1e300,
+        "1" * 101,
+    ],
+)
 def test_total_orders_refuses_anything_else(value):
     error = refusal(json.dumps({**BASE, "total_orders": value}))
     assert (error.status, error.code, error.field) == (400, "invalid_field", "total_orders")
@@ -65,8 +85,12 @@ def test_timestamps_in_the_three_shapes_count_by_their_utc_date(value, utc_date)
 
 @pytest.mark.parametrize(
     ("value", "utc_date"),
-    [("0001-01-01", date(1, 1, 1)), ("0001-01-01T00:00:00Z", date(1, 1, 1)),
-     ("1500-03-01 10:00:00", date(1500, 3, 1)), ("9999-12-31T23:59:59", date(9999, 12, 31))],
+    [
+        ("0001-01-01", date(1, 1, 1)),
+        ("0001-01-01T00:00:00Z", date(1, 1, 1)),
+        ("1500-03-01 10:00:00", date(1500, 3, 1)),
+        ("9999-12-31T23:59:59", date(9999, 12, 31)),
+    ],
 )
 def test_dates_of_any_era_python_postgresql_and_json_share_are_dates(value, utc_date):
     """Years 1 to 9999: a sentinel 0001-01-01 or a first order in 1500 is a date like any other."""
@@ -74,8 +98,9 @@ def test_dates_of_any_era_python_postgresql_and_json_share_are_dates(value, utc_
     assert request.first_order == utc_date
 
 
-@pytest.mark.parametrize("value", ["0000-01-01", "0000-00-00", "10000-01-01", "-0001-01-01",
-                                   "0001-01-01T00:00:00+01:00"])  # before year 1 in UTC
+@pytest.mark.parametrize(
+    "value", ["0000-01-01", "0000-00-00", "10000-01-01", "-0001-01-01", "0001-01-01T00:00:00+01:00"]
+)  # before year 1 in UTC
 def test_dates_outside_years_1_to_9999_are_refused_naming_the_field(value):
     error = refusal(json.dumps({**BASE, "first_order_ts": value}))
     assert (error.status, error.code, error.field) == (400, "invalid_field", "first_order_ts")
@@ -83,9 +108,20 @@ def test_dates_outside_years_1_to_9999_are_refused_naming_the_field(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["03/05/2018", "2018-5-3", "20180503", "2018-05-03x00:00:00", "2018-05-03\n", "2018-02-30",
-     "2018-05-03T24:00:00", "2018-05-03 00:00:00 UTC", "", 20180503, ["2018-05-03"],
-     "２０１８-05-03"],  # fullwidth digits are not ASCII digits
+    [
+        "03/05/2018",
+        "2018-5-3",
+        "20180503",
+        "2018-05-03x00:00:00",
+        "2018-05-03\n",
+        "2018-02-30",
+        "2018-05-03T24:00:00",
+        "2018-05-03 00:00:00 UTC",
+        "",
+        20180503,
+        ["2018-05-03"],
+        "２０１８-05-03",
+    ],  # fullwidth digits are not ASCII digits
 )
 def test_malformed_or_unreal_timestamps_are_refused(value):
     error = refusal(json.dumps({**BASE, "last_order_ts": value}))
@@ -95,7 +131,11 @@ def test_malformed_or_unreal_timestamps_are_refused(value):
 def test_absent_timestamp_is_today_and_null_means_absent():
     request = parse(timestamp=None, first_order_ts=None, total_orders=None, strict=None)
     assert (request.moment, request.first_order, request.total_orders, request.strict) == (
-        TODAY, None, None, False)
+        TODAY,
+        None,
+        None,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,8 +154,12 @@ def test_impossible_combinations_are_refused(fields, field):
 
 
 def test_same_day_orders_and_voucher_are_possible():
-    request = parse(first_order_ts="2018-05-03 08:00:00", last_order_ts="2018-05-03",
-                    timestamp="2018-05-03 07:00:00", total_orders=1)
+    request = parse(
+        first_order_ts="2018-05-03 08:00:00",
+        last_order_ts="2018-05-03",
+        timestamp="2018-05-03 07:00:00",
+        total_orders=1,
+    )
     assert request.first_order == request.last_order == request.moment == date(2018, 5, 3)
 
 
@@ -169,11 +213,20 @@ def test_missing_or_ill_typed_fields_name_the_field(fields, code, field):
 
 
 def test_a_valid_request_keeps_every_field():
-    request = parse(customer_id="c-9", total_orders="7", last_order_ts="2018-05-03",
-                    first_order_ts="2017-01-01T00:00:00Z", timestamp="2018-06-01", strict=True)
+    request = parse(
+        customer_id="c-9",
+        total_orders="7",
+        last_order_ts="2018-05-03",
+        first_order_ts="2017-01-01T00:00:00Z",
+        timestamp="2018-06-01",
+        strict=True,
+    )
     assert request.customer_id == "c-9"
     assert request.country_code == "Peru"
     assert request.total_orders == 7
     assert (request.first_order, request.last_order, request.moment) == (
-        date(2017, 1, 1), date(2018, 5, 3), date(2018, 6, 1))
+        date(2017, 1, 1),
+        date(2018, 5, 3),
+        date(2018, 6, 1),
+    )
     assert request.strict is True

@@ -21,17 +21,25 @@ from scripts.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK, SAMPLE
 from tests.helpers import assert_error, get, post, table_counts
 
 VOUCHER_DAY = date(2018, 12, 1)
+
+
 def days_ago(days: int) -> str:
     return (VOUCHER_DAY - timedelta(days=days)).isoformat()
 
 
 def test_the_spec_sample_answers_the_segment_voucher_as_an_integer(client, published):
-    response = client.http.post("/voucher", headers={"Content-Type": "application/json"},
-                                body=json.dumps(SAMPLE).encode())
+    response = client.http.post(
+        "/voucher", headers={"Content-Type": "application/json"}, body=json.dumps(SAMPLE).encode()
+    )
     assert response.status_code == 200
     assert json.loads(response.body) == {
-        "voucher_amount": 2640, "customer_id": 123, "country_code": "Peru",
-        "segment_name": "recency_segment", "segment": "180+", "basis": "segment"}
+        "voucher_amount": 2640,
+        "customer_id": 123,
+        "country_code": "Peru",
+        "segment_name": "recency_segment",
+        "segment": "180+",
+        "basis": "segment",
+    }
     assert b'"voucher_amount":2640,' in response.body  # an integer, not 2640.0
 
 
@@ -40,8 +48,9 @@ def test_the_spec_sample_answers_the_segment_voucher_as_an_integer(client, publi
     [(0, "0-4"), (4, "0-4"), (5, "5-13"), (13, "5-13"), (14, "14-37"), (37, "14-37")],
 )
 def test_every_frequency_boundary(client, published, orders, segment):
-    status, body = post(client, {"country_code": "Peru", "segment_name": "frequent_segment",
-                                 "total_orders": orders})
+    status, body = post(
+        client, {"country_code": "Peru", "segment_name": "frequent_segment", "total_orders": orders}
+    )
     assert status == 200
     assert (body["segment"], body["basis"]) == (segment, "segment")
     assert body["voucher_amount"] == PERU["frequent_segment", segment]
@@ -49,29 +58,50 @@ def test_every_frequency_boundary(client, published, orders, segment):
 
 @pytest.mark.parametrize(
     ("days", "segment"),
-    [(30, "30-60"), (60, "30-60"), (61, "61-90"), (90, "61-90"), (91, "91-120"),
-     (120, "91-120"), (121, "121-180"), (180, "121-180"), (181, "180+"), (4000, "180+")],
+    [
+        (30, "30-60"),
+        (60, "30-60"),
+        (61, "61-90"),
+        (90, "61-90"),
+        (91, "91-120"),
+        (120, "91-120"),
+        (121, "121-180"),
+        (180, "121-180"),
+        (181, "180+"),
+        (4000, "180+"),
+    ],
 )
 def test_every_recency_boundary(client, published, days, segment):
-    status, body = post(client, {"country_code": "Peru", "segment_name": "recency_segment",
-                                 "last_order_ts": days_ago(days),
-                                 "timestamp": f"{VOUCHER_DAY} 12:00:00"})
+    status, body = post(
+        client,
+        {
+            "country_code": "Peru",
+            "segment_name": "recency_segment",
+            "last_order_ts": days_ago(days),
+            "timestamp": f"{VOUCHER_DAY} 12:00:00",
+        },
+    )
     assert status == 200
     assert (body["segment"], body["basis"]) == (segment, "segment")
     assert body["voucher_amount"] == PERU["recency_segment", segment]
 
 
 def test_a_last_order_in_year_1_is_a_date_like_any_other(client, published):
-    status, body = post(client, {"country_code": "Peru", "segment_name": "recency_segment",
-                                 "last_order_ts": "0001-01-01"})
+    status, body = post(
+        client,
+        {"country_code": "Peru", "segment_name": "recency_segment", "last_order_ts": "0001-01-01"},
+    )
     assert (status, body["segment"], body["basis"]) == (200, "180+", "segment")
     assert body["voucher_amount"] == PERU["recency_segment", "180+"]
 
 
 def test_recency_counts_utc_dates(client, published):
     """23:30 at UTC-5 on 3 May is 4 May in UTC: 60 days to 3 July (30-60), not 61 (61-90)."""
-    base = {"country_code": "Peru", "segment_name": "recency_segment",
-            "timestamp": "2018-07-03T09:00:00Z"}
+    base = {
+        "country_code": "Peru",
+        "segment_name": "recency_segment",
+        "timestamp": "2018-07-03T09:00:00Z",
+    }
     _, aware = post(client, {**base, "last_order_ts": "2018-05-03T23:30:00-05:00"})
     _, naive = post(client, {**base, "last_order_ts": "2018-05-03T23:30:00"})
     assert (aware["segment"], naive["segment"]) == ("30-60", "61-90")
@@ -79,8 +109,14 @@ def test_recency_counts_utc_dates(client, published):
 
 def test_recency_without_timestamp_counts_to_today(client, published):
     today = datetime.now(UTC).date()
-    status, body = post(client, {"country_code": "Peru", "segment_name": "recency_segment",
-                                 "last_order_ts": (today - timedelta(days=100)).isoformat()})
+    status, body = post(
+        client,
+        {
+            "country_code": "Peru",
+            "segment_name": "recency_segment",
+            "last_order_ts": (today - timedelta(days=100)).isoformat(),
+        },
+    )
     assert (status, body["segment"]) == (200, "91-120")
 
 
@@ -90,15 +126,31 @@ FREQUENT, RECENT = "frequent_segment", "recency_segment"
 @pytest.mark.parametrize(
     ("fields", "segment", "strict_code", "strict_field"),
     [
-        ({"segment_name": FREQUENT, "total_orders": 20}, "14-37", "segment_without_history",
-         "segment_name"),
-        ({"segment_name": RECENT, "last_order_ts": days_ago(200)}, "180+",
-         "segment_without_history", "segment_name"),
+        (
+            {"segment_name": FREQUENT, "total_orders": 20},
+            "14-37",
+            "segment_without_history",
+            "segment_name",
+        ),
+        (
+            {"segment_name": RECENT, "last_order_ts": days_ago(200)},
+            "180+",
+            "segment_without_history",
+            "segment_name",
+        ),
         ({"segment_name": FREQUENT, "total_orders": 38}, None, "no_segment", "total_orders"),
-        ({"segment_name": RECENT, "last_order_ts": days_ago(29)}, None, "no_segment",
-         "last_order_ts"),
-        ({"segment_name": RECENT, "last_order_ts": days_ago(0)}, None, "no_segment",
-         "last_order_ts"),
+        (
+            {"segment_name": RECENT, "last_order_ts": days_ago(29)},
+            None,
+            "no_segment",
+            "last_order_ts",
+        ),
+        (
+            {"segment_name": RECENT, "last_order_ts": days_ago(0)},
+            None,
+            "no_segment",
+            "last_order_ts",
+        ),
     ],
 )
 def test_no_segment_or_no_history_falls_back_to_the_country_unless_strict(
@@ -108,21 +160,32 @@ def test_no_segment_or_no_history_falls_back_to_the_country_unless_strict(
     status, answer = post(client, body)
     assert status == 200
     assert (answer["segment"], answer["basis"], answer["voucher_amount"]) == (
-        segment, "country", int(LATVIA_FALLBACK))
+        segment,
+        "country",
+        int(LATVIA_FALLBACK),
+    )
     assert_error(post(client, {**body, "strict": True}), 404, strict_code, strict_field)
     assert post(client, {**body, "strict": False}) == (status, answer)
 
 
 def test_an_amount_that_is_not_whole_stays_a_float(client, published):
-    _, answer = post(client, {"country_code": "Latvia", "segment_name": "frequent_segment",
-                              "total_orders": "7"})
+    _, answer = post(
+        client, {"country_code": "Latvia", "segment_name": "frequent_segment", "total_orders": "7"}
+    )
     assert (answer["voucher_amount"], answer["basis"]) == (7.5, "segment")
 
 
 @pytest.mark.parametrize("name", ["peru", "  PERU\t", "\nPeRu "])
 def test_country_code_is_matched_like_the_pipeline(client, published, name):
-    status, answer = post(client, {"country_code": name, "segment_name": "frequent_segment",
-                                   "total_orders": 1, "customer_id": "c-1"})
+    status, answer = post(
+        client,
+        {
+            "country_code": name,
+            "segment_name": "frequent_segment",
+            "total_orders": 1,
+            "customer_id": "c-1",
+        },
+    )
     assert (status, answer["country_code"], answer["customer_id"]) == (200, "Peru", "c-1")
 
 
@@ -142,13 +205,25 @@ def test_an_unpublished_country_is_a_404_naming_the_published_ones(client, publi
         (b'{"country_code": NaN}', 400, "malformed_json", None),
         (b"{" * 30000, 400, "malformed_json", None),
         ({**SAMPLE, "country_code": None}, 400, "missing_field", "country_code"),
-        ({k: v for k, v in SAMPLE.items() if k != "segment_name"}, 400, "missing_field",
-         "segment_name"),
-        ({**SAMPLE, "segment_name": "monetary_segment"}, 400, "unknown_segment_name",
-         "segment_name"),
+        (
+            {k: v for k, v in SAMPLE.items() if k != "segment_name"},
+            400,
+            "missing_field",
+            "segment_name",
+        ),
+        (
+            {**SAMPLE, "segment_name": "monetary_segment"},
+            400,
+            "unknown_segment_name",
+            "segment_name",
+        ),
         ({**SAMPLE, "last_order_ts": None}, 400, "missing_field", "last_order_ts"),
-        ({**SAMPLE, "segment_name": "frequent_segment", "total_orders": None}, 400,
-         "missing_field", "total_orders"),
+        (
+            {**SAMPLE, "segment_name": "frequent_segment", "total_orders": None},
+            400,
+            "missing_field",
+            "total_orders",
+        ),
         ({**SAMPLE, "total_orders": -2}, 400, "impossible_value", "total_orders"),
         ({**SAMPLE, "total_orders": "2.5"}, 400, "invalid_field", "total_orders"),
         ({**SAMPLE, "last_order_ts": "yesterday"}, 400, "invalid_field", "last_order_ts"),
@@ -164,14 +239,19 @@ def test_each_error_code(client, published, body, status, code, field):
 
 
 def test_a_form_or_text_body_gets_the_json_error_not_a_415(client, published):
-    response = client.http.post("/voucher", headers={"Content-Type": "text/plain"},
-                                body=b"country_code=Peru")
+    response = client.http.post(
+        "/voucher", headers={"Content-Type": "text/plain"}, body=b"country_code=Peru"
+    )
     assert response.status_code == 400
     assert json.loads(response.body)["error"]["code"] == "malformed_json"
 
 
-INJECTIONS = ["Peru'; DROP TABLE voucher_selection; --", "' OR '1'='1",
-              "peru\"); DELETE FROM published_country; --", "1; TRUNCATE runs CASCADE"]
+INJECTIONS = [
+    "Peru'; DROP TABLE voucher_selection; --",
+    "' OR '1'='1",
+    'peru"); DELETE FROM published_country; --',
+    "1; TRUNCATE runs CASCADE",
+]
 
 
 @pytest.mark.parametrize("injection", INJECTIONS)
@@ -202,41 +282,61 @@ def test_selection_criteria_lists_every_published_country_with_its_run(client, p
     assert [c["country_code"] for c in body["countries"]] == ["China", "Latvia", "Peru"]
     peru = body["countries"][2]
     assert peru["run"]["run_id"] == sample_runs.FIRST_RUN
-    assert peru["run"]["source"] == {"bucket": "voucher-raw",
-                                     "key": f"incoming/{sample_runs.FIRST_RUN}.parquet",
-                                     "etag": f"etag-{sample_runs.FIRST_RUN}"}
+    assert peru["run"]["source"] == {
+        "bucket": "voucher-raw",
+        "key": f"incoming/{sample_runs.FIRST_RUN}.parquet",
+        "etag": f"etag-{sample_runs.FIRST_RUN}",
+    }
     stats = sample_runs.FIRST.countries[0]
-    assert peru["rows"] == {"in": stats.rows_in, "kept": stats.rows_kept,
-                            "rejected": stats.rows_rejected,
-                            "rejected_by_reason": stats.rejected_by_reason,
-                            "unsegmented": stats.unsegmented}
+    assert peru["rows"] == {
+        "in": stats.rows_in,
+        "kept": stats.rows_kept,
+        "rejected": stats.rows_rejected,
+        "rejected_by_reason": stats.rejected_by_reason,
+        "unsegmented": stats.unsegmented,
+    }
     assert peru["fallback"]["voucher_amount"] == int(PERU_FALLBACK)
     rules = {r["segment_name"]: r for r in peru["segment_rules"]}
     assert set(rules) == {rule.name for rule in SEGMENT_RULES}
     for rule in SEGMENT_RULES:
         assert rules[rule.name]["measure"] == rule.measure
-        assert [(s["segment"], s["lower_bound"], s["upper_bound"], s["voucher_amount"])
-                for s in rules[rule.name]["segments"]] == [
-            (seg.label, seg.lower, seg.upper, PERU[rule.name, seg.label])
-            for seg in rule.segments]
+        assert [
+            (s["segment"], s["lower_bound"], s["upper_bound"], s["voucher_amount"])
+            for s in rules[rule.name]["segments"]
+        ] == [
+            (seg.label, seg.lower, seg.upper, PERU[rule.name, seg.label]) for seg in rule.segments
+        ]
 
 
 def test_selection_criteria_for_one_country_shows_segments_without_history(client, published):
     status, body = get(client, "/selection_criteria?country=%20LATVIA")
     assert (status, [c["country_code"] for c in body["countries"]]) == (200, ["Latvia"])
-    segments = {(r["segment_name"], s["segment"]): s
-                for r in body["countries"][0]["segment_rules"] for s in r["segments"]}
+    segments = {
+        (r["segment_name"], s["segment"]): s
+        for r in body["countries"][0]["segment_rules"]
+        for s in r["segments"]
+    }
     assert segments["frequent_segment", "14-37"] == {
-        "segment": "14-37", "lower_bound": 14, "upper_bound": 37, "voucher_amount": None,
-        "voucher_rows": 0, "segment_rows": 0, "share": None, "runner_up": None, "lead": None,
-        "below_min_rows": True, "last_changed": None}  # no rows: fewer than MIN_SEGMENT_ROWS
+        "segment": "14-37",
+        "lower_bound": 14,
+        "upper_bound": 37,
+        "voucher_amount": None,
+        "voucher_rows": 0,
+        "segment_rows": 0,
+        "share": None,
+        "runner_up": None,
+        "lead": None,
+        "below_min_rows": True,
+        "last_changed": None,
+    }  # no rows: fewer than MIN_SEGMENT_ROWS
     assert segments["frequent_segment", "5-13"]["voucher_amount"] == 7.5
     assert segments["recency_segment", "180+"]["upper_bound"] is None
 
 
 def test_selection_criteria_errors(client, published):
-    assert_error(get(client, "/selection_criteria?country=Narnia"), 404,
-                 "country_not_published", "country")
+    assert_error(
+        get(client, "/selection_criteria?country=Narnia"), 404, "country_not_published", "country"
+    )
     assert_error(get(client, "/selection_criteria?country=%20"), 400, "invalid_field", "country")
 
 
@@ -262,16 +362,14 @@ def test_health_reports_the_database_and_the_published_runs(client, published):
     assert (body["status"], body["database"]) == ("ok", "reachable")
     assert body["loaded_at"]
     assert [(p["country_code"], p["run_id"]) for p in body["published"]] == [
-        (name, sample_runs.FIRST_RUN) for name in ("China", "Latvia", "Peru")]
+        (name, sample_runs.FIRST_RUN) for name in ("China", "Latvia", "Peru")
+    ]
 
 
-def test_an_unexpected_failure_is_a_generic_500_with_details_only_in_the_log(
-    client, db, caplog
-):
+def test_an_unexpected_failure_is_a_generic_500_with_details_only_in_the_log(client, db, caplog):
     """A run publishing a measure this API cannot compute is a server fault, not the client's."""
     unknown = replace(SEGMENT_RULES[0], name="monetary_segment", measure="monetary")
-    sample_runs.publish(db, "run-new-measure", sample_runs.FIRST,
-                        rules=(*SEGMENT_RULES, unknown))
+    sample_runs.publish(db, "run-new-measure", sample_runs.FIRST, rules=(*SEGMENT_RULES, unknown))
     with caplog.at_level(logging.ERROR):
         status, body = post(client, {**SAMPLE, "segment_name": "monetary_segment"})
     assert_error((status, body), 500, "internal_error", None)
@@ -299,7 +397,8 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
     assert documented == routes
     schema = document["components"]["schemas"]["VoucherRequest"]["properties"]
     assert {schema[f]["pattern"] for f in ("last_order_ts", "first_order_ts", "timestamp")} == {
-        TIMESTAMP_PATTERN}
+        TIMESTAMP_PATTERN
+    }
     [text] = [t for t in schema["total_orders"]["oneOf"] if t["type"] == "string"]
     assert text["pattern"] == ORDERS_TEXT_PATTERN  # the pipeline's notation, from rules
     # The handlers' own checks, as the document states them.

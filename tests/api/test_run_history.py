@@ -33,7 +33,10 @@ def test_runs_lists_the_latest_first_with_status_stats_and_errors(client, histor
         "objects": None,
     }
     assert (failed["requested_by"], failed["job_run_id"], failed["heartbeat_age_seconds"]) == (
-        "manual", None, None)  # started by hand, not by an event; finished
+        "manual",
+        None,
+        None,
+    )  # started by hand, not by an event; finished
     assert failed["stats"] == [] and failed["published_countries"] is None
     assert succeeded["status"] == "succeeded"
     assert sorted(succeeded["published_countries"]) == ["china", "latvia", "peru"]

@@ -63,8 +63,10 @@ def test_a_new_publish_reaches_the_api(client, published):
     assert (status, latvia["voucher_amount"]) == (200, 5)
     health = get(client, "/health")[1]
     assert {p["country_code"]: p["run_id"] for p in health["published"]} == {
-        "China": sample_runs.FIRST_RUN, "Latvia": sample_runs.FIRST_RUN,
-        "Peru": sample_runs.SECOND_RUN}
+        "China": sample_runs.FIRST_RUN,
+        "Latvia": sample_runs.FIRST_RUN,
+        "Peru": sample_runs.SECOND_RUN,
+    }
 
 
 def test_a_failed_run_changes_nothing_served(client, published):
@@ -108,8 +110,10 @@ def test_database_down_before_anything_was_loaded_is_a_503_until_it_is_back(
     assert (status, body["error"]["code"], body["error"]["field"]) == (503, "unavailable", None)
     assert "database" in body["error"]["message"]
     status, health = get(client, "/health")
-    assert (status, health) == (503, {"status": "unavailable", "database": "unreachable",
-                                      "loaded_at": None, "published": []})
+    assert (status, health) == (
+        503,
+        {"status": "unavailable", "database": "unreachable", "loaded_at": None, "published": []},
+    )
     assert "OperationalError" in caplog.text  # the cause is logged, not answered
     assert "OperationalError" not in json.dumps(body)
 
@@ -124,8 +128,9 @@ def test_the_connection_has_a_statement_timeout_and_reads_one_snapshot(published
     with store._conn.cursor() as cur:
         cur.execute("SHOW statement_timeout")
         assert cur.fetchone()[0] == "1234ms"
-        cur.execute("SELECT current_setting('transaction_read_only'),"
-                    " current_setting('transaction_isolation')")
+        cur.execute(
+            "SELECT current_setting('transaction_read_only'),"
+            " current_setting('transaction_isolation')"
+        )
         assert cur.fetchone() == ("on", "repeatable read")
     store._conn.rollback()
-

@@ -46,10 +46,12 @@ def expected_kept(bodies: list[bytes]) -> dict[str, int]:
 
 
 def run_record(db, run_id: str) -> dict:
-    [row] = fetch(db, "SELECT status, error, rows_read, source_etag FROM runs WHERE run_id = %s",
-                  run_id)
-    kept = dict(fetch(db, "SELECT country_key, rows_kept FROM run_country_stats"
-                          " WHERE run_id = %s", run_id))  # fmt: skip
+    [row] = fetch(
+        db, "SELECT status, error, rows_read, source_etag FROM runs WHERE run_id = %s", run_id
+    )
+    kept = dict(
+        fetch(db, "SELECT country_key, rows_kept FROM run_country_stats WHERE run_id = %s", run_id)
+    )
     return {"status": row[0], "error": row[1], "rows_read": row[2], "etag": row[3], "kept": kept}
 
 
@@ -106,8 +108,11 @@ def test_a_file_that_is_not_parquet_is_a_failed_run_saying_what_it_is(
     [(run_id, status, error)] = settle(uploads, db, "incoming/notes.csv")
     assert status == "failed"
     assert "not parquet" in error and "text" in error and "PAR1" in error, error
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-               if line.startswith('{"_aws"')]  # the handler's metric, for the alarm
+    emitted = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"')
+    ]  # the handler's metric, for the alarm
     assert [(m["FailedRuns"], m["run_id"]) for m in emitted] == [(1, run_id)]
     assert emitted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "VoucherSelection"
 
@@ -117,9 +122,7 @@ def test_a_file_that_is_not_parquet_is_a_failed_run_saying_what_it_is(
     assert len(runs_of(db, "incoming/notes.csv")) == 1
 
 
-def test_a_parquet_file_is_run_whatever_the_case_of_its_suffix(
-    uploads, s3, buckets, db, tmp_path
-):
+def test_a_parquet_file_is_run_whatever_the_case_of_its_suffix(uploads, s3, buckets, db, tmp_path):
     put(s3, buckets, "incoming/HISTORY.PARQUET", sample_bytes(tmp_path, rows=1_000, seed=51))
     [(run_id, status, error)] = settle(uploads, db, "incoming/HISTORY.PARQUET")
     assert (status, error) == ("succeeded", None)

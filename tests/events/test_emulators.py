@@ -30,9 +30,13 @@ def localstack_settings(local_stack, tmp_path_factory):
     except StackError as exc:
         pytest.skip(f"LocalStack cannot be installed here: {exc}")
     # No catalog database: LocalStack's free edition has no Glue.
-    settings = replace(local_stack.settings, state_dir=tmp_path_factory.mktemp("localstack"),
-                       aws_port=free_port(), aws_emulator="localstack",
-                       catalog_database="")  # fmt: skip
+    settings = replace(
+        local_stack.settings,
+        state_dir=tmp_path_factory.mktemp("localstack"),
+        aws_port=free_port(),
+        aws_emulator="localstack",
+        catalog_database="",
+    )
     assert aws.start(settings) == "started"
     yield settings
     aws.stop(settings.state_dir)
@@ -42,20 +46,31 @@ def localstack_settings(local_stack, tmp_path_factory):
 def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
     """The stack's names on one emulator: buckets, queue and notification of this test's own;
     this process's clients and the jobs it launches pointed at it; the pump on its queue."""
-    base = local_stack.settings if request.param == "moto" else request.getfixturevalue(
-        "localstack_settings")  # fmt: skip
+    base = (
+        local_stack.settings
+        if request.param == "moto"
+        else request.getfixturevalue("localstack_settings")
+    )
     suffix = uuid.uuid4().hex[:8]
-    settings = replace(base, raw_bucket=f"raw-{suffix}", lake_bucket=f"lake-{suffix}",
-                       upload_queue=f"uploads-{suffix}", visibility_timeout_s=1,
-                       catalog_database=base.catalog_database and f"lake_{suffix}")  # fmt: skip
+    settings = replace(
+        base,
+        raw_bucket=f"raw-{suffix}",
+        lake_bucket=f"lake-{suffix}",
+        upload_queue=f"uploads-{suffix}",
+        visibility_timeout_s=1,
+        catalog_database=base.catalog_database and f"lake_{suffix}",
+    )
     s3 = local_s3.client(settings.endpoint_url)
     for bucket in (settings.raw_bucket, settings.lake_bucket):
         local_s3.ensure_bucket(s3, bucket)
     events.ensure_upload_queue(settings)
     if settings.catalog_database:
         local_catalog.ensure(settings)
-    for name, value in {**settings.env(), "DATABASE_URL": database_url,
-                        "JOB_LOG_DIR": str(tmp_path / "runs")}.items():  # fmt: skip
+    for name, value in {
+        **settings.env(),
+        "DATABASE_URL": database_url,
+        "JOB_LOG_DIR": str(tmp_path / "runs"),
+    }.items():
         monkeypatch.setenv(name, value)
     for cached in (upload_handler._client, lake_io._s3):  # built for the other endpoint
         cached.cache_clear()
@@ -69,8 +84,7 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
         cached.cache_clear()
 
 
-def test_an_upload_is_run_published_and_answered_on_every_emulator(endpoint, client, db,
-                                                                   tmp_path):
+def test_an_upload_is_run_published_and_answered_on_every_emulator(endpoint, client, db, tmp_path):
     settings, s3, pump = endpoint
     buckets = type("Buckets", (), {"raw": settings.raw_bucket})
     put(s3, buckets, "incoming/history.parquet", sample_bytes(tmp_path, rows=3_000, seed=81))
@@ -81,8 +95,9 @@ def test_an_upload_is_run_published_and_answered_on_every_emulator(endpoint, cli
     assert lake.get("KeyCount", 0) > 0  # the job wrote its lake through the same endpoint
     if settings.catalog_database:  # and registered it where the emulator has a catalog
         glue = local_s3.client(settings.endpoint_url, "glue")
-        partitions = glue.get_partitions(DatabaseName=settings.catalog_database,
-                                         TableName="curated")["Partitions"]  # fmt: skip
+        partitions = glue.get_partitions(
+            DatabaseName=settings.catalog_database, TableName="curated"
+        )["Partitions"]
         assert [p["Values"] for p in partitions] == [[run_id, "peru"]]
     status, answer = post(client, SAMPLE)
     assert status == 200 and answer["basis"] in ("segment", "country")

@@ -33,9 +33,12 @@ def build(source: Path, out: Path) -> Built:
     name = source.name.removesuffix(".gzip").removesuffix(".parquet")
     summary = out / f"eda_{name}.json"
     return Built(
-        str(source), out / f"eda_{name}.html", summary, json.loads(summary.read_text()),
+        str(source),
+        out / f"eda_{name}.html",
+        summary,
+        json.loads(summary.read_text()),
         printed.getvalue(),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

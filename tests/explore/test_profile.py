@@ -124,8 +124,11 @@ def test_kept_rows_fall_in_the_segments_the_pipeline_counted(report):
 def test_the_voucher_mix_holds_each_selected_amount_as_the_most_used(report):
     numbers = report.profile
     for s in numbers["run"]["selections"]:
-        mix = dict(map(tuple, numbers["mix"][s["country_key"]]["segments"][s["segment_name"]][
-            s["segment"]]))  # fmt: skip
+        mix = dict(
+            map(
+                tuple, numbers["mix"][s["country_key"]]["segments"][s["segment_name"]][s["segment"]]
+            )
+        )
         assert sum(mix.values()) == s["segment_rows"]
         assert mix[s["voucher_amount"]] == s["voucher_rows"] == max(mix.values())
     for f in numbers["run"]["fallbacks"]:

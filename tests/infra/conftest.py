@@ -64,9 +64,9 @@ def new_vpc(account: Account) -> deploy.Inputs:
     ec2 = account.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnets = tuple(
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{n}.0/24", AvailabilityZone=zone)[
-            "Subnet"
-        ]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{n}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
         for n, zone in enumerate((f"{REGION}a", f"{REGION}b"), start=1)
     )
     return deploy.Inputs(vpc_id=vpc, subnet_ids=subnets)

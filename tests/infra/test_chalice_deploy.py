@@ -61,10 +61,14 @@ sys.exit(main())
 
 def chalice(project: Path, account, *args: str) -> subprocess.CompletedProcess:
     credentials = account.session.get_credentials()
-    env = {**os.environ, "AWS_ENDPOINT_URL": account.endpoint_url, "AWS_DEFAULT_REGION": REGION,
-           "AWS_ACCESS_KEY_ID": credentials.access_key,
-           "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-           "AWS_SESSION_TOKEN": credentials.token}  # fmt: skip
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": account.endpoint_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_SESSION_TOKEN": credentials.token,
+    }
     command = [sys.executable, "-c", CHALICE, "--project-dir", str(project), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
@@ -90,8 +94,12 @@ def data_plane(aws_account):
 
 @pytest.fixture
 def project(data_plane, aws_account, tmp_path):
-    values = {**data_plane, **chalice_project.pseudo_parameters(
-        "dev", REGION, aws_account.account_id, "voucher-selection")}  # fmt: skip
+    values = {
+        **data_plane,
+        **chalice_project.pseudo_parameters(
+            "dev", REGION, aws_account.account_id, "voucher-selection"
+        ),
+    }
     values.setdefault("GlueJobName", "voucher-selection-dev")  # moto skips AWS::Glue::Job
     return chalice_project.render("dev", values, tmp_path / "chalice-deploy")
 
@@ -106,13 +114,22 @@ def test_chalice_deploy_creates_the_app_and_chalice_delete_removes_it(project, a
     deployed = chalice(project, aws_account, "deploy", "--stage", "dev")
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     lambda_, iam = aws_account.client("lambda"), aws_account.client("iam")
-    functions = {f["FunctionName"]: f for f in lambda_.list_functions()["Functions"]
-                 if f["FunctionName"].startswith("voucher-selection-dev")}  # fmt: skip
-    assert set(functions) == {"voucher-selection-dev", "voucher-selection-dev-on_upload",
-                              "voucher-selection-dev-on_job_state",
-                              "voucher-selection-dev-migrate"}  # fmt: skip
-    rendered = {p.stem: json.loads(p.read_text()) for p in (project / ".chalice").glob("*.json")
-                if p.name != "config.json"}  # fmt: skip
+    functions = {
+        f["FunctionName"]: f
+        for f in lambda_.list_functions()["Functions"]
+        if f["FunctionName"].startswith("voucher-selection-dev")
+    }
+    assert set(functions) == {
+        "voucher-selection-dev",
+        "voucher-selection-dev-on_upload",
+        "voucher-selection-dev-on_job_state",
+        "voucher-selection-dev-migrate",
+    }
+    rendered = {
+        p.stem: json.loads(p.read_text())
+        for p in (project / ".chalice").glob("*.json")
+        if p.name != "config.json"
+    }
     for name, function in functions.items():
         role = function["Role"].rsplit("/", 1)[1]
         [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
@@ -120,24 +137,42 @@ def test_chalice_deploy_creates_the_app_and_chalice_delete_removes_it(project, a
         expected = "lambda-on-upload-dev" if name.endswith("on_upload") else "lambda-default-dev"
         assert document == rendered[expected], name
     sqs = aws_account.client("sqs")
-    queue = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="voucher-uploads-dev")[
-        "QueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # fmt: skip
-    [mapping] = [m for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
-                 if m["FunctionArn"] == functions["voucher-selection-dev-on_upload"]["FunctionArn"]]
+    queue = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName="voucher-uploads-dev")["QueueUrl"],
+        AttributeNames=["QueueArn"],
+    )["Attributes"]["QueueArn"]
+    [mapping] = [
+        m
+        for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
+        if m["FunctionArn"] == functions["voucher-selection-dev-on_upload"]["FunctionArn"]
+    ]
     assert mapping["EventSourceArn"] == queue
-    [rule] = [r for r in aws_account.client("events").list_rules()["Rules"]
-              if "on_job_state" in r["Name"]]  # Glue's state changes of the stage's job
+    [rule] = [
+        r for r in aws_account.client("events").list_rules()["Rules"] if "on_job_state" in r["Name"]
+    ]  # Glue's state changes of the stage's job
     assert json.loads(rule["EventPattern"])["detail"]["jobName"] == ["voucher-selection-dev"]
-    apis = [a for a in aws_account.client("apigateway").get_rest_apis()["items"]
-            if a["name"] == "voucher-selection"]
+    apis = [
+        a
+        for a in aws_account.client("apigateway").get_rest_apis()["items"]
+        if a["name"] == "voucher-selection"
+    ]
     assert len(apis) == 1
 
     removed = chalice(project, aws_account, "delete", "--stage", "dev")
     assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr[-3000:]
-    left = [f["FunctionName"] for f in lambda_.list_functions()["Functions"]
-            if f["FunctionName"].startswith("voucher-selection-dev")]
+    left = [
+        f["FunctionName"]
+        for f in lambda_.list_functions()["Functions"]
+        if f["FunctionName"].startswith("voucher-selection-dev")
+    ]
     assert left == []
-    assert not [m for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
-                if m["EventSourceArn"] == queue]  # the queue feeds nothing any more
-    assert not [a for a in aws_account.client("apigateway").get_rest_apis()["items"]
-                if a["name"] == "voucher-selection"]
+    assert not [
+        m
+        for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
+        if m["EventSourceArn"] == queue
+    ]  # the queue feeds nothing any more
+    assert not [
+        a
+        for a in aws_account.client("apigateway").get_rest_apis()["items"]
+        if a["name"] == "voucher-selection"
+    ]

@@ -81,9 +81,12 @@ def test_the_api_is_throttled_for_everyone_and_per_key(packaged):
 def _security(built) -> dict[str, list]:
     """Per ``METHOD path`` of the deployed REST API, the security it asks for."""
     [api] = _of_type(built.transformed, "AWS::ApiGateway::RestApi").values()
-    return {f"{method.upper()} {path}": operation.get("security", [])
-            for path, item in api["Properties"]["Body"]["paths"].items()
-            for method, operation in item.items() if method != "options"}  # fmt: skip
+    return {
+        f"{method.upper()} {path}": operation.get("security", [])
+        for path, item in api["Properties"]["Body"]["paths"].items()
+        for method, operation in item.items()
+        if method != "options"
+    }
 
 
 #: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product.
@@ -114,8 +117,9 @@ GATEWAY_ERRORS = {
 
 def test_every_gateway_refusal_answers_in_the_error_shape_with_a_documented_code(packaged):
     document = json.loads((templates.REPO_ROOT / "chalicelib/api/static/openapi.json").read_text())
-    codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"][
-        "code"]["enum"]  # fmt: skip
+    codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"][
+        "enum"
+    ]
     for built in packaged.values():
         [api] = _of_type(built.transformed, "AWS::ApiGateway::RestApi").values()
         responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
@@ -127,8 +131,9 @@ def test_every_gateway_refusal_answers_in_the_error_shape_with_a_documented_code
             assert body["error"]["code"] == code and code in codes
             assert set(body["error"]) == {"code", "message", "field"} and body["error"]["message"]
             assert responses[kind].get("statusCode") == (None if status is None else str(status))
-        unknown = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"][
-            "application/json"])  # fmt: skip
+        unknown = json.loads(
+            responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"]["application/json"]
+        )
         assert unknown == edge.unknown_route().body()  # as chalice local answers it
 
 
@@ -168,14 +173,22 @@ def test_the_glue_libraries_zip_carries_the_job_packages(tmp_path):
 def test_glue_final_states_of_the_stage_job_reach_on_job_state(packaged):
     for built in packaged.values():
         rules = _of_type(built.transformed, "AWS::Events::Rule")
-        [rule] = [r for r in rules.values()
-                  if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["OnJobState", "Arn"]}]
+        [rule] = [
+            r
+            for r in rules.values()
+            if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["OnJobState", "Arn"]}
+        ]
         pattern = rule["Properties"]["EventPattern"]
         assert pattern["source"] == ["aws.glue"]
         assert pattern["detail-type"] == ["Glue Job State Change"]
         assert pattern["detail"]["jobName"] == [{"Ref": "GlueJobName"}]  # this stage's job only
-        assert set(pattern["detail"]["state"]) == {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED",
-                                                   "ERROR"}
+        assert set(pattern["detail"]["state"]) == {
+            "SUCCEEDED",
+            "FAILED",
+            "TIMEOUT",
+            "STOPPED",
+            "ERROR",
+        }
 
 
 def test_every_alarm_notifies_the_topic_and_watches_what_the_product_emits(packaged):
@@ -184,18 +197,27 @@ def test_every_alarm_notifies_the_topic_and_watches_what_the_product_emits(packa
     for built in packaged.values():
         resources = built.transformed["Resources"]
         alarms = _of_type(built.transformed, "AWS::CloudWatch::Alarm")
-        assert set(alarms) == {"DeadLetterAlarm", "FailedRunsAlarm", "Api5xxAlarm",
-                               "LambdaErrorsAlarm"}
+        assert set(alarms) == {
+            "DeadLetterAlarm",
+            "FailedRunsAlarm",
+            "Api5xxAlarm",
+            "LambdaErrorsAlarm",
+        }
         for alarm in alarms.values():
             assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         failed = alarms["FailedRunsAlarm"]["Properties"]
-        assert (failed["Namespace"], failed["MetricName"]) == (metrics.NAMESPACE,
-                                                                metrics.FAILED_RUNS)
+        assert (failed["Namespace"], failed["MetricName"]) == (
+            metrics.NAMESPACE,
+            metrics.FAILED_RUNS,
+        )
         assert failed["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
         assert chalice_stage(built.stage)["environment_variables"]["STAGE"] == built.stage
         metrics_of = alarms["LambdaErrorsAlarm"]["Properties"]["Metrics"]
-        watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-                   for m in metrics_of if "MetricStat" in m}
+        watched = {
+            m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+            for m in metrics_of
+            if "MetricStat" in m
+        }
         functions = _of_type(built.transformed, "AWS::Lambda::Function")
         assert watched == set(functions)
         api = alarms["Api5xxAlarm"]["Properties"]["Dimensions"]

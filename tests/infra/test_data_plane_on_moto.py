@@ -62,9 +62,12 @@ def test_an_upload_event_goes_to_the_dead_letter_queue_after_three_receives(
     sqs = aws_account.client("sqs")
     queue = _queue_url(aws_account, data_plane["UploadQueueName"])
     dead = _queue_url(aws_account, f"{data_plane['UploadQueueName']}-dlq")
-    assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["VisibilityTimeout"])[
-        "Attributes"
-    ]["VisibilityTimeout"] == "180"
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["VisibilityTimeout"])[
+            "Attributes"
+        ]["VisibilityTimeout"]
+        == "180"
+    )
     _drain(sqs, queue)
     body = f"poison-{uuid.uuid4().hex}"
     sqs.send_message(QueueUrl=queue, MessageBody=body)
@@ -105,8 +108,13 @@ def test_the_templates_notification_rules_route_every_upload_and_nothing_else(
         NotificationConfiguration=_api_notification(rules, data_plane["UploadQueueArn"]),
     )
     _drain(sqs, queue)
-    keys = ["incoming/A.PARQUET", "incoming/b.parquet.gzip", "incoming/c.csv",
-            "incoming/folder/part-0", "other/d.parquet"]
+    keys = [
+        "incoming/A.PARQUET",
+        "incoming/b.parquet.gzip",
+        "incoming/c.csv",
+        "incoming/folder/part-0",
+        "other/d.parquet",
+    ]
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"PAR1")
     received = [
@@ -164,16 +172,22 @@ def test_the_glue_role_reads_uploads_and_writes_only_the_lake(data_plane, aws_ac
     assert statements["ReadJobArtifacts"]["Resource"] == f"arn:aws:s3:::{artifacts}/glue/*"
 
 
-def test_the_glue_role_may_register_partitions_of_its_stages_lake_tables_only(data_plane,
-                                                                              aws_account):
+def test_the_glue_role_may_register_partitions_of_its_stages_lake_tables_only(
+    data_plane, aws_account
+):
     statements = _statements(aws_account, data_plane["GlueRoleArn"].rsplit("/", 1)[1])
     register = statements["RegisterLakePartitions"]
-    assert sorted(register["Action"]) == ["glue:BatchCreatePartition", "glue:GetPartition",
-                                          "glue:GetTable"]  # fmt: skip
+    assert sorted(register["Action"]) == [
+        "glue:BatchCreatePartition",
+        "glue:GetPartition",
+        "glue:GetTable",
+    ]
     catalog, *scoped = register["Resource"]
     assert catalog.endswith(":catalog")
-    assert [r.rsplit(":", 1)[1] for r in scoped] == ["database/voucher_selection_dev",
-                                                     "table/voucher_selection_dev/*"]  # fmt: skip
+    assert [r.rsplit(":", 1)[1] for r in scoped] == [
+        "database/voucher_selection_dev",
+        "table/voucher_selection_dev/*",
+    ]
 
 
 def test_the_glue_log_group_keeps_the_stage_retention(data_plane, aws_account):

@@ -80,8 +80,9 @@ def test_inputs_are_checked(inputs, problem):
 
 
 def test_endpoints_inputs_give_the_templates_their_values():
-    inputs = deploy.Inputs("vpc-1", ("subnet-1", "subnet-2"), "endpoints", ("rtb-1", "rtb-2"),
-                           "ops@example.com")
+    inputs = deploy.Inputs(
+        "vpc-1", ("subnet-1", "subnet-2"), "endpoints", ("rtb-1", "rtb-2"), "ops@example.com"
+    )
     assert inputs.problems() == []
     assert inputs.values() == {
         "VpcId": "vpc-1",

@@ -19,15 +19,31 @@ pytest.importorskip("awsglue.utils", reason="AWSGlueDataplanePython is in requir
 
 #: What Glue passes besides a run's own arguments (see a job run's "Arguments" in its console).
 GLUE_ARGUMENTS = [
-    "--JOB_ID", "j_0123456789abcdef", "--JOB_RUN_ID", "jr_0123456789abcdef",
-    "--JOB_NAME", "voucher-selection-dev", "--job-bookmark-option", "job-bookmark-disable",
-    "--enable-continuous-cloudwatch-log", "true",
-    "--continuous-log-logGroup", "/aws-glue/voucher-selection-dev", "--TempDir",
-    "s3://voucher-artifacts-dev/temporary/", "--job-language", "python",
-    "--extra-py-files", "s3://voucher-artifacts-dev/glue/voucher_libs.zip",
-    "--additional-python-modules", "psycopg2-binary==2.9.13",
-    "--enable-glue-datacatalog", "true", "--enable-metrics", "true",
-]  # fmt: skip
+    "--JOB_ID",
+    "j_0123456789abcdef",
+    "--JOB_RUN_ID",
+    "jr_0123456789abcdef",
+    "--JOB_NAME",
+    "voucher-selection-dev",
+    "--job-bookmark-option",
+    "job-bookmark-disable",
+    "--enable-continuous-cloudwatch-log",
+    "true",
+    "--continuous-log-logGroup",
+    "/aws-glue/voucher-selection-dev",
+    "--TempDir",
+    "s3://voucher-artifacts-dev/temporary/",
+    "--job-language",
+    "python",
+    "--extra-py-files",
+    "s3://voucher-artifacts-dev/glue/voucher_libs.zip",
+    "--additional-python-modules",
+    "psycopg2-binary==2.9.13",
+    "--enable-glue-datacatalog",
+    "true",
+    "--enable-metrics",
+    "true",
+]
 
 PARSE_EVERY_COMBINATION = """
 import json, sys
@@ -46,9 +62,13 @@ print(json.dumps({"defaults": defaults, "found": found}))
 
 
 def test_every_combination_of_optional_arguments_parses_through_awsglue():
-    done = subprocess.run([sys.executable, "-c", PARSE_EVERY_COMBINATION,
-                           json.dumps(GLUE_ARGUMENTS)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_EVERY_COMBINATION, json.dumps(GLUE_ARGUMENTS)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     found, defaults = report["found"], report["defaults"]
@@ -68,6 +88,11 @@ def test_a_local_run_never_takes_glues_branch_though_awsglue_is_importable(tmp_p
     local = ["voucher_selection_job.py", "--source", "history.parquet", "--countries", "all"]
     assert not job.on_glue(local)
     assert job.parse_args(local)["countries"] == "all"
-    done = subprocess.run([sys.executable, "-m", "glue_jobs.voucher_selection_job", "--help"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "glue_jobs.voucher_selection_job", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "--source" in done.stdout, done.stderr[-2000:]

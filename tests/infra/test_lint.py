@@ -38,7 +38,12 @@ def test_cfn_lint_catches_a_broken_reference(tmp_path):
     """The linter really reads our templates: a Ref to nothing fails it."""
     broken = tmp_path / "broken.yaml"
     text = templates.path("network").read_text()
-    broken.write_text(text.replace("SourceSecurityGroupId: !Ref LambdaSecurityGroup",
-                                   "SourceSecurityGroupId: !Ref LambdaSecurityGroupp", 1))
+    broken.write_text(
+        text.replace(
+            "SourceSecurityGroupId: !Ref LambdaSecurityGroup",
+            "SourceSecurityGroupId: !Ref LambdaSecurityGroupp",
+            1,
+        )
+    )
     done = subprocess.run([str(CFN_LINT), str(broken)], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "LambdaSecurityGroupp" in done.stdout

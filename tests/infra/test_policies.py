@@ -60,8 +60,12 @@ def lambda_policies() -> dict[str, dict]:
 
 ALL_POLICIES = {**data_plane_policies(), **lambda_policies()}
 #: Chalice's function names by the logical id it gives their resources.
-CHALICE_NAMES = {"APIHandler": "api_handler", "OnUpload": "on_upload", "OnJobState": "on_job_state",
-                 "Migrate": "migrate"}
+CHALICE_NAMES = {
+    "APIHandler": "api_handler",
+    "OnUpload": "on_upload",
+    "OnJobState": "on_job_state",
+    "Migrate": "migrate",
+}
 
 
 def resource_problem(resource) -> str | None:
@@ -150,8 +154,10 @@ def test_each_function_gets_the_policy_file_its_stage_names(packaged):
         assert functions, "no Lambda function in the app stack"
         for logical, function in functions.items():
             chalice_name = CHALICE_NAMES[logical]
-            file = stage.get("lambda_functions", {}).get(chalice_name, {}).get(
-                "iam_policy_file", stage["iam_policy_file"]
+            file = (
+                stage.get("lambda_functions", {})
+                .get(chalice_name, {})
+                .get("iam_policy_file", stage["iam_policy_file"])
             )
             expected = json.loads((templates.REPO_ROOT / ".chalice" / file).read_text())
             role = resources[function["Properties"]["Role"]["Fn::GetAtt"][0]]
@@ -164,7 +170,8 @@ def test_policy_files_are_found_where_chalice_looks():
     for stage in ("dev", "prod"):
         settings = chalice_stage(stage)
         files = [settings["iam_policy_file"]] + [
-            f["iam_policy_file"] for f in settings.get("lambda_functions", {}).values()
+            f["iam_policy_file"]
+            for f in settings.get("lambda_functions", {}).values()
             if "iam_policy_file" in f
         ]
         for file in files:

@@ -14,23 +14,33 @@ from tests.helpers import fetch, run_job, sample_bytes, upload
 
 def selections(db, run_id: str) -> dict[tuple, float]:
     """A run's selections and fallbacks: (country, segment_name, segment) -> amount."""
-    rows = fetch(db, "SELECT country_key, segment_name, segment, voucher_amount"
-                     " FROM voucher_selection WHERE run_id = %s UNION ALL"
-                     " SELECT country_key, NULL, NULL, voucher_amount FROM country_fallback"
-                     " WHERE run_id = %s", run_id, run_id)  # fmt: skip
+    rows = fetch(
+        db,
+        "SELECT country_key, segment_name, segment, voucher_amount"
+        " FROM voucher_selection WHERE run_id = %s UNION ALL"
+        " SELECT country_key, NULL, NULL, voucher_amount FROM country_fallback"
+        " WHERE run_id = %s",
+        run_id,
+        run_id,
+    )
     return {tuple(row[:3]): row[3] for row in rows}
 
 
-def test_a_changed_history_reports_the_segments_whose_amount_changed(stack, s3, db, tmp_path,
-                                                                     capsys):
+def test_a_changed_history_reports_the_segments_whose_amount_changed(
+    stack, s3, db, tmp_path, capsys
+):
     """The second history doubles Latvia's amounts of 2 and above: every Latvian selection
     whose amount moved is reported, nothing of the other countries."""
     history = pq.read_table(io.BytesIO(sample_bytes(tmp_path, rows=8_000, seed=23)))
     latvia = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(history["country_code"])), "latvia")
-    raised = pc.if_else(pc.and_(latvia, pc.greater_equal(history["voucher_amount"], 2)),
-                        pc.multiply(history["voucher_amount"], 2), history["voucher_amount"])
-    changed = history.set_column(history.schema.get_field_index("voucher_amount"),
-                                 "voucher_amount", raised)  # fmt: skip
+    raised = pc.if_else(
+        pc.and_(latvia, pc.greater_equal(history["voucher_amount"], 2)),
+        pc.multiply(history["voucher_amount"], 2),
+        history["voucher_amount"],
+    )
+    changed = history.set_column(
+        history.schema.get_field_index("voucher_amount"), "voucher_amount", raised
+    )
     buffer, original = io.BytesIO(), io.BytesIO()
     pq.write_table(changed, buffer)
     pq.write_table(history, original)
@@ -46,7 +56,10 @@ def test_a_changed_history_reports_the_segments_whose_amount_changed(stack, s3, 
     for change in recorded:
         key = (change.country_key, change.segment_name, change.segment)
         assert (change.old_amount, change.new_amount, change.replaced_run_id) == (
-            before.get(key), after.get(key), first)
+            before.get(key),
+            after.get(key),
+            first,
+        )
 
     summary = capsys.readouterr().out.rsplit(f"Run {second}", 1)[1]
     assert "What changed" in summary

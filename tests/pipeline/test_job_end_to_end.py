@@ -157,9 +157,13 @@ def test_the_real_history_file_matches_an_independent_computation(stack, s3, db,
         )
     }
     assert got == {key: list(expected) for key, expected in selections.items()}
-    got_fallbacks = fetch(db, "SELECT country_key, voucher_amount, voucher_rows, country_rows,"
-                              " runner_up_amount, runner_up_rows FROM country_fallback"
-                              " WHERE run_id = %s", run_id)  # fmt: skip
+    got_fallbacks = fetch(
+        db,
+        "SELECT country_key, voucher_amount, voucher_rows, country_rows,"
+        " runner_up_amount, runner_up_rows FROM country_fallback"
+        " WHERE run_id = %s",
+        run_id,
+    )
     assert {c: tuple(rest) for c, *rest in got_fallbacks} == fallbacks
     # How strong each selection is, as the API shows it: shares and leads of those counts.
     criteria = json.loads(client.http.get("/selection_criteria").body)["countries"]
@@ -178,8 +182,9 @@ def test_the_real_history_file_matches_an_independent_computation(stack, s3, db,
                 assert not seg["below_min_rows"]  # MIN_SEGMENT_ROWS is 1 by default
 
 
-def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(stack, db, tmp_path,
-                                                                       capsys):
+def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(
+    stack, db, tmp_path, capsys
+):
     """A, B, then A again by hand: A is served, and the command says so."""
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     write(a, rows=2_000, seed=71)
@@ -191,6 +196,7 @@ def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(stack, d
     run_id = third.split(":", 1)[0]
     assert fetch(db, "SELECT country_key, run_id FROM published_country") == [("peru", run_id)]
     assert fetch(db, "SELECT source_key FROM runs WHERE run_id = %s", run_id) == [
-        ("manual/a.parquet",)]
+        ("manual/a.parquet",)
+    ]
     assert f"Peru is served by run {run_id} (this run)" in third
     assert "nothing to do" not in out

@@ -51,9 +51,11 @@ def test_an_event_run_of_an_object_already_processed_is_refused_with_the_run(db)
     event_run(db, "first", source())
     runs.publish_run(db, "first", result(2640.0))
     with db, db.cursor() as cur:  # a replayed event that raced the first run's queueing
-        cur.execute("INSERT INTO runs (run_id, source_bucket, source_key, source_etag, countries,"
-                    " status) VALUES ('second', 'voucher-raw', 'incoming/a.parquet', 'e1',"
-                    " '{peru}', 'failed')")  # fmt: skip
+        cur.execute(
+            "INSERT INTO runs (run_id, source_bucket, source_key, source_etag, countries,"
+            " status) VALUES ('second', 'voucher-raw', 'incoming/a.parquet', 'e1',"
+            " '{peru}', 'failed')"
+        )
     with pytest.raises(runs.AlreadyProcessed, match="first"):
         runs.start_run(db, "second", source(), ("peru",))
     runs.start_run(db, "first", source(), ("peru",))  # a retry of the same run goes on

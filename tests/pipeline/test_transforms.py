@@ -363,10 +363,13 @@ NUMBER_TEXT = st.text(alphabet="0123456789+-.eExd_ \t\u00a0\u3000\u2003١", max_
 COUNTRY_TEXT = st.text(alphabet="PeruÉσΣß \t\n\u00a0\u3000\u2003\u202f\u205f\u200b\x1c", max_size=8)
 
 
-@settings(max_examples=3, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(NUMBER_TEXT, min_size=300, max_size=300),
-       names=st.lists(COUNTRY_TEXT, min_size=300, max_size=300))
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(NUMBER_TEXT, min_size=300, max_size=300),
+    names=st.lists(COUNTRY_TEXT, min_size=300, max_size=300),
+)
 def test_the_job_reads_number_text_and_country_names_as_the_api_does(spark, texts, names):
     """One definition, two engines: Spark's reading of number text and country names equals the
     Python the API runs (``rules.decimal_number``, ``rules.country_key``) on any such text."""
@@ -380,11 +383,14 @@ def test_a_prefix_of_several_schemas_is_read_as_one_canonical_frame(spark):
     """Each part keeps its values; a column stored two ways is compared as text (numbers in
     decimal notation that reads back as the same number, infinities included)."""
     text = frame(spark, {"total_orders": "2.0", "voucher_amount": 2640.0})
-    typed_schema = T.StructType([*REAL_SCHEMA.fields[:4],
-                                 T.StructField("total_orders", T.LongType()),
-                                 T.StructField("voucher_amount", T.DoubleType())])
-    typed = frame(spark, {"total_orders": 3, "voucher_amount": float("inf")},
-                  schema=typed_schema)
+    typed_schema = T.StructType(
+        [
+            *REAL_SCHEMA.fields[:4],
+            T.StructField("total_orders", T.LongType()),
+            T.StructField("voucher_amount", T.DoubleType()),
+        ]
+    )
+    typed = frame(spark, {"total_orders": 3, "voucher_amount": float("inf")}, schema=typed_schema)
     unified = t.unify([(text, "a.parquet"), (typed, "b.parquet")])
     assert unified.schema["total_orders"].dataType == T.StringType()
     assert unified.schema["voucher_amount"].dataType == T.DoubleType()  # stored one way: kept
@@ -392,7 +398,15 @@ def test_a_prefix_of_several_schemas_is_read_as_one_canonical_frame(spark):
     got = sorted((r["total_orders"], r["orders"], r["amount"], r["reason"]) for r in rows.collect())
     assert got == [("2.0", 2.0, 2640.0, None), ("3", 3.0, float("inf"), "invalid_value")]
     with pytest.raises(t.InputError, match="b.parquet: input column.*total_orders is boolean"):
-        bad = frame(spark, {"total_orders": True}, schema=T.StructType(
-            [*REAL_SCHEMA.fields[:4], T.StructField("total_orders", T.BooleanType()),
-             REAL_SCHEMA.fields[5]]))
+        bad = frame(
+            spark,
+            {"total_orders": True},
+            schema=T.StructType(
+                [
+                    *REAL_SCHEMA.fields[:4],
+                    T.StructField("total_orders", T.BooleanType()),
+                    REAL_SCHEMA.fields[5],
+                ]
+            ),
+        )
         t.unify([(text, "a.parquet"), (bad, "b.parquet")])

@@ -20,8 +20,16 @@ from scripts import sample_runs
 from scripts.sample_runs import SAMPLE
 from tests.helpers import call, get, post, schema_of, table_counts
 
-FIELDS = ["customer_id", "country_code", "segment_name", "total_orders", "last_order_ts",
-          "first_order_ts", "timestamp", "strict"]
+FIELDS = [
+    "customer_id",
+    "country_code",
+    "segment_name",
+    "total_orders",
+    "last_order_ts",
+    "first_order_ts",
+    "timestamp",
+    "strict",
+]
 DEPTH = 20_000  # far beyond any parser's recursion limit, within the 64 KiB body limit
 
 
@@ -77,9 +85,11 @@ def test_hostile_json_in_every_field_is_a_clean_400_404_or_413(client, published
 )
 def test_hostile_query_strings_and_paths_are_a_clean_400_or_404(client, published, value):
     before = table_counts(published)
-    for path, field in [(f"/selection_criteria?country={quote(value)}", "country"),
-                        (f"/runs?limit={quote(value)}", "limit"),
-                        (f"/runs/{quote(value, safe='')}", "run_id")]:
+    for path, field in [
+        (f"/selection_criteria?country={quote(value)}", "country"),
+        (f"/runs?limit={quote(value)}", "limit"),
+        (f"/runs/{quote(value, safe='')}", "run_id"),
+    ]:
         status, answer = get(client, path)
         assert is_clean_refusal(status, answer, field), (path[:80], status, answer)
     assert table_counts(published) == before
@@ -90,7 +100,10 @@ def test_a_timestamp_whose_utc_moment_leaves_the_calendar_is_a_400(client, publi
     for field in ("last_order_ts", "first_order_ts", "timestamp"):
         status, answer = post(client, {**SAMPLE, field: value})
         assert (status, answer["error"]["code"], answer["error"]["field"]) == (
-            400, "invalid_field", field)
+            400,
+            "invalid_field",
+            field,
+        )
 
 
 MORE_EXAMPLES = 400  # per operation and mode: 20 to 60 s on two shared cores
@@ -117,7 +130,8 @@ def amounts_and_runs(answer: dict) -> tuple[set, set]:
     countries = answer.get("countries", [])
     assert len(countries) == 3, answer
     amounts = {c["fallback"]["voucher_amount"] for c in countries} | {
-        s["voucher_amount"] for c in countries for r in c["segment_rules"] for s in r["segments"]}
+        s["voucher_amount"] for c in countries for r in c["segment_rules"] for s in r["segments"]
+    }
     return amounts, {c["run"]["run_id"] for c in countries}
 
 

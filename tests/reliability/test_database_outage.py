@@ -73,10 +73,12 @@ def test_database_down_at_publish_fails_the_job_publishes_nothing_and_a_retry_wo
 
     postgres.start(throwaway_server.data_dir, throwaway_server.port)
     # Nothing of the run was published; its record honestly says it never finished.
-    assert fetch(url, "SELECT status, finished_at, error FROM runs WHERE run_id = %s",
-                 "run-db-down") == [("running", None, None)]
+    assert fetch(
+        url, "SELECT status, finished_at, error FROM runs WHERE run_id = %s", "run-db-down"
+    ) == [("running", None, None)]
     assert fetch(url, "SELECT count(*) FROM run_country_stats WHERE run_id = 'run-db-down'") == [
-        (0,)]
+        (0,)
+    ]
     assert set(fetch(url, "SELECT run_id FROM published_country")) == {(sample_runs.FIRST_RUN,)}
     status, record = get(client, "/runs/run-db-down")
     assert (status, record["status"], record["finished_at"]) == (200, "running", None)
@@ -85,9 +87,11 @@ def test_database_down_at_publish_fails_the_job_publishes_nothing_and_a_retry_wo
     # restarted, serves it at once.
     run_job(buckets, run_setup, countries="Peru", run_id="run-db-down")
     assert fetch(url, "SELECT status, error FROM runs WHERE run_id = 'run-db-down'") == [
-        ("succeeded", None)]
+        ("succeeded", None)
+    ]
     assert dict(fetch(url, "SELECT country_key, run_id FROM published_country"))["peru"] == (
-        "run-db-down")
+        "run-db-down"
+    )
     status, health = get(client, "/health")
     assert (status, health["status"]) == (200, "ok")
     assert {p["country_code"]: p["run_id"] for p in health["published"]}["Peru"] == "run-db-down"
@@ -103,6 +107,8 @@ def test_a_database_restart_during_the_transform_does_not_fail_the_run(
     run_job(buckets, run_setup, countries="Peru", run_id="run-db-bounced")
     url = throwaway_server.url
     assert fetch(url, "SELECT status, error FROM runs WHERE run_id = 'run-db-bounced'") == [
-        ("succeeded", None)]
+        ("succeeded", None)
+    ]
     assert dict(fetch(url, "SELECT country_key, run_id FROM published_country"))["peru"] == (
-        "run-db-bounced")
+        "run-db-bounced"
+    )

@@ -73,7 +73,8 @@ def test_a_killed_local_job_fails_its_run_at_once_and_the_same_file_then_runs(
     body = sample_bytes(tmp_path, rows=30_000, seed=61)
     put(s3, buckets, "incoming/doomed.parquet", body)
     [(run_id, _, _)] = wait_for(
-        lambda: uploads.poll_once() and runs_of(db, "incoming/doomed.parquet"), 30, "a run")
+        lambda: uploads.poll_once() and runs_of(db, "incoming/doomed.parquet"), 30, "a run"
+    )
     wait_for(lambda: status_of(db, run_id) == "running", what="the job to start")
     [pid] = wait_for(lambda: job_processes(run_id), what="the job process")
     os.kill(pid, signal.SIGKILL)  # out of memory, a lost worker, kill -9
@@ -99,12 +100,24 @@ def test_a_job_killed_without_a_supervisor_is_abandoned_after_its_lease_and_can_
     assert runs.queue_run(db, "run-orphan", object_, ("peru",)) == "run-orphan"  # as on_upload
     lease = 4
     job = subprocess.Popen(
-        [sys.executable, "-m", JOB_MODULE, "--source", source, "--run_id", "run-orphan",
-         "--curated_location", f"s3://{stack.lake}/curated/",
-         "--rejected_location", f"s3://{stack.lake}/rejected/"],
-        cwd=REPO_ROOT, env={**os.environ, "RUN_LEASE_SECONDS": str(lease)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            JOB_MODULE,
+            "--source",
+            source,
+            "--run_id",
+            "run-orphan",
+            "--curated_location",
+            f"s3://{stack.lake}/curated/",
+            "--rejected_location",
+            f"s3://{stack.lake}/rejected/",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "RUN_LEASE_SECONDS": str(lease)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: status_of(db, "run-orphan") == "running", what="the job to start")
         status, record = get(client, "/runs/run-orphan")
@@ -116,26 +129,40 @@ def test_a_job_killed_without_a_supervisor_is_abandoned_after_its_lease_and_can_
         job.kill()
 
     assert runs.queue_run(db, "run-too-soon", object_, ("peru",)) is None  # within the lease
-    record = wait_for(lambda: (r := get(client, "/runs/run-orphan")[1])["status"] == "failed" and r,
-                      lease * 5, "the lease to run out")
+    record = wait_for(
+        lambda: (r := get(client, "/runs/run-orphan")[1])["status"] == "failed" and r,
+        lease * 5,
+        "the lease to run out",
+    )
     assert "abandoned" in record["error"] and f"{lease} s" in record["error"], record["error"]
     assert runs.queue_run(db, "run-again", object_, ("peru",)) == "run-again"
     run_job(stack, source, countries="Peru", run_id="run-again")
     assert served(db) == {"peru": "run-again"}
     assert dict((r, s) for r, s, _ in runs_of(db, "incoming/orphan.parquet")) == {
-        "run-orphan": "failed", "run-again": "succeeded"}
+        "run-orphan": "failed",
+        "run-again": "succeeded",
+    }
 
 
 def glue_event(job_name: str, job_run_id: str, state: str, message: str) -> dict:
     """A "Glue Job State Change" event, as EventBridge delivers it to a Lambda function."""
     return {
-        "version": "0", "id": "0f9b6a7e-3c1d-4d0e-9f4e-2b7c9a1d5e3f",
-        "detail-type": "Glue Job State Change", "source": "aws.glue",
-        "account": "123456789012", "time": "2026-12-01T09:00:00Z", "region": "us-east-1",
+        "version": "0",
+        "id": "0f9b6a7e-3c1d-4d0e-9f4e-2b7c9a1d5e3f",
+        "detail-type": "Glue Job State Change",
+        "source": "aws.glue",
+        "account": "123456789012",
+        "time": "2026-12-01T09:00:00Z",
+        "region": "us-east-1",
         "resources": [],
-        "detail": {"jobName": job_name, "severity": "INFO" if state == "SUCCEEDED" else "ERROR",
-                   "state": state, "jobRunId": job_run_id, "message": message},
-    }  # fmt: skip
+        "detail": {
+            "jobName": job_name,
+            "severity": "INFO" if state == "SUCCEEDED" else "ERROR",
+            "state": state,
+            "jobRunId": job_run_id,
+            "message": message,
+        },
+    }
 
 
 def invoke_on_job_state(client, event: dict) -> None:
@@ -163,8 +190,9 @@ def test_a_glue_state_event_fails_the_run_with_glues_state_and_message(
     [(recorded,)] = fetch(db, "SELECT job_run_id FROM runs WHERE run_id = %s", run_id)
     assert recorded == job_run["Id"]
 
-    invoke_on_job_state(client, glue_event(glue.job_name, job_run["Id"], state,
-                                           GLUE_FAILURES[state]))
+    invoke_on_job_state(
+        client, glue_event(glue.job_name, job_run["Id"], state, GLUE_FAILURES[state])
+    )
     [(_, status, error)] = runs_of(db, key)
     assert status == "failed"
     assert state in error and GLUE_FAILURES[state] in error and job_run["Id"] in error, error

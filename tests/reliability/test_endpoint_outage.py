@@ -30,8 +30,9 @@ def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
 
     with pytest.raises(InputError, match=f"127.0.0.1:{port}"):  # the job exits non-zero
         run_job(buckets, "s3://raw/incoming/a.parquet", run_id="run-no-endpoint")
-    [(status, error)] = fetch(db, "SELECT status, error FROM runs WHERE run_id = %s",
-                              "run-no-endpoint")
+    [(status, error)] = fetch(
+        db, "SELECT status, error FROM runs WHERE run_id = %s", "run-no-endpoint"
+    )
     assert status == "failed", error
     assert f"http://127.0.0.1:{port}" in error and "s3://raw/incoming/a.parquet" in error
     assert fetch(db, "SELECT count(*) FROM published_country") == [(0,)]
@@ -46,8 +47,11 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", url)  # Glue only; S3 and SQS stay up
     aws.stop(state)
 
-    s3.put_object(Bucket=buckets.raw, Key="incoming/later.parquet",
-                  Body=sample_bytes(tmp_path, rows=300, seed=8))
+    s3.put_object(
+        Bucket=buckets.raw,
+        Key="incoming/later.parquet",
+        Body=sample_bytes(tmp_path, rows=300, seed=8),
+    )
     assert uploads.poll_once() == 0  # the handler failed: the message was not deleted
     [(_, status, error)] = runs_of(db, "incoming/later.parquet")
     assert status == "failed"
@@ -56,8 +60,11 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
     moto = replace(from_env(), state_dir=state, aws_port=port, aws_emulator="moto")
     aws.start(moto)  # Glue is back (a fresh endpoint: the job is defined again)
     glue = local_s3.client(url, "glue")
-    glue.create_job(Name="voucher-selection", Role="arn:aws:iam::123456789012:role/glue",
-                    Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"})
+    glue.create_job(
+        Name="voucher-selection",
+        Role="arn:aws:iam::123456789012:role/glue",
+        Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"},
+    )
     assert pump_until(uploads, 1) == 1  # the same message, delivered again
     attempts = runs_of(db, "incoming/later.parquet")
     assert [s for _, s, _ in attempts] == ["failed", "queued"]

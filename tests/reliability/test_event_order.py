@@ -19,8 +19,9 @@ def take_messages(pump, count: int) -> list[str]:
     """Receive (and delete) ``count`` notification bodies from the queue, in arrival order."""
     bodies = []
     while len(bodies) < count:
-        for message in pump.sqs.receive_message(QueueUrl=pump.url, MaxNumberOfMessages=10,
-                                                WaitTimeSeconds=1).get("Messages", []):
+        for message in pump.sqs.receive_message(
+            QueueUrl=pump.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
             bodies.append(message["Body"])
             pump.sqs.delete_message(QueueUrl=pump.url, ReceiptHandle=message["ReceiptHandle"])
     return bodies
@@ -86,4 +87,6 @@ def test_an_object_overwritten_before_its_run_starts_is_not_read_in_its_name(
         assert cur.fetchone() == (300,)  # v2's rows, read once, in v2's name
     deliver(uploads, [second])  # a replay
     assert {etag: [s for s, _ in runs] for etag, runs in runs_by_etag(db, key).items()} == {
-        v1: ["failed"], v2: ["succeeded"]}
+        v1: ["failed"],
+        v2: ["succeeded"],
+    }

@@ -44,8 +44,9 @@ def corrupt_pages() -> bytes:
 def timestamps_as_int() -> bytes:
     table = generate(50, seed=1)
     for name in ("timestamp", "last_order_ts", "first_order_ts"):
-        table = table.set_column(table.schema.get_field_index(name), name,
-                                 pa.array(range(len(table)), pa.int64()))
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(range(len(table)), pa.int64())
+        )
     return parquet(table)
 
 
@@ -65,7 +66,8 @@ def lake_objects(s3, bucket: str, run_id: str) -> list[str]:
         o["Key"]
         for prefix in ("curated", "rejected")
         for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/run_id={run_id}/").get(
-            "Contents", [])
+            "Contents", []
+        )
     ]
 
 
@@ -76,8 +78,10 @@ def lake_objects(s3, bucket: str, run_id: str) -> list[str]:
         (lambda: b"", "is not parquet: it is empty (0 bytes)"),
         (corrupt_pages, "can not read class org.apache.parquet.format.PageHeader"),
         (timestamps_as_int, "timestamp is bigint; last_order_ts is bigint; first_order_ts is"),
-        (country_too_long, f"longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a"
-                           " country name: 'Ññññ"),
+        (
+            country_too_long,
+            f"longer than {rules.MAX_COUNTRY_CHARS} characters, too long for a country name: 'Ññññ",
+        ),
     ],
     ids=["truncated", "zero-bytes", "corrupt-pages", "timestamps-as-int", "country-too-long"],
 )
@@ -88,11 +92,13 @@ def test_a_broken_file_fails_its_run_naming_the_problem_and_publishes_nothing(
     source = upload(s3, stack, "incoming/broken.parquet", make())
     with pytest.raises(Exception, match="."):  # the job exits non-zero, whatever the cause
         run_job(stack, source, countries="all", run_id="run-broken")
-    [(status, error)] = fetch(published, "SELECT status, error FROM runs WHERE run_id = %s",
-                              "run-broken")
+    [(status, error)] = fetch(
+        published, "SELECT status, error FROM runs WHERE run_id = %s", "run-broken"
+    )
     assert status == "failed" and message in error, error
-    assert fetch(published, "SELECT count(*) FROM run_country_stats WHERE run_id = %s",
-                 "run-broken") == [(0,)]
+    assert fetch(
+        published, "SELECT count(*) FROM run_country_stats WHERE run_id = %s", "run-broken"
+    ) == [(0,)]
     assert served(published) == before
     assert lake_objects(s3, stack.lake, "run-broken") == []
 
@@ -101,15 +107,22 @@ def test_a_file_with_no_rows_is_processed_and_publishes_nothing(stack, published
     before = served(published)
     empty = parquet(generate(50, seed=1).slice(0, 0))  # the real schema, zero rows
     run_job(stack, upload(s3, stack, "incoming/empty.parquet", empty), run_id="run-empty")
-    assert fetch(published, "SELECT status, rows_read, published_countries, error FROM runs"
-                 " WHERE run_id = 'run-empty'") == [("succeeded", 0, [], None)]
+    assert fetch(
+        published,
+        "SELECT status, rows_read, published_countries, error FROM runs WHERE run_id = 'run-empty'",
+    ) == [("succeeded", 0, [], None)]
     assert served(published) == before
 
 
 #: A row every rule keeps: recency 92 days (91-120), frequency 2 (0-4).
-GOOD = {"timestamp": "2018-07-21 18:59:21.102761", "country_code": "Peru",
-        "last_order_ts": "2018-04-20", "first_order_ts": dt.datetime(2018, 1, 5),
-        "total_orders": 2, "voucher_amount": "2640"}
+GOOD = {
+    "timestamp": "2018-07-21 18:59:21.102761",
+    "country_code": "Peru",
+    "last_order_ts": "2018-04-20",
+    "first_order_ts": dt.datetime(2018, 1, 5),
+    "total_orders": 2,
+    "voucher_amount": "2640",
+}
 LONGEST = "😀" * rules.MAX_COUNTRY_CHARS  # 4 bytes each: the longest name a lake folder holds
 #: Rows as (changes to GOOD, expected reason); ``total_orders`` int64 and ``voucher_amount``
 #: text are shapes the SPEC accepts; extreme numbers are classified like any other.
@@ -134,35 +147,64 @@ ROWS = [
 def quirky_file() -> bytes:
     rows = [{**GOOD, **change} for change, _ in ROWS]
     columns = {name: [row[name] for row in rows] for name in GOOD}
-    table = pa.table({
-        **{name: pa.array(values) for name, values in columns.items()},
-        "total_orders": pa.array(columns["total_orders"], pa.int64()),
-        "note": pa.array(["x" * 10_000] * len(rows)),  # extra columns are ignored
-        "voucher_amount_eur": pa.array([1.5] * len(rows)),
-    })
+    table = pa.table(
+        {
+            **{name: pa.array(values) for name, values in columns.items()},
+            "total_orders": pa.array(columns["total_orders"], pa.int64()),
+            "note": pa.array(["x" * 10_000] * len(rows)),  # extra columns are ignored
+            "voucher_amount_eur": pa.array([1.5] * len(rows)),
+        }
+    )
     return parquet(table)
 
 
 def test_odd_but_valid_shapes_unicode_long_names_and_extreme_numbers_are_processed_per_spec(
     stack, published, s3, client
 ):
-    run_id = run_job(stack, upload(s3, stack, "incoming/quirky.parquet", quirky_file()),
-                     countries="all")
-    stats = {key: (rows_in, kept, by_reason) for key, rows_in, kept, by_reason in fetch(
-        published, "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
-        " FROM run_country_stats WHERE run_id = %s", run_id)}
+    run_id = run_job(
+        stack, upload(s3, stack, "incoming/quirky.parquet", quirky_file()), countries="all"
+    )
+    stats = {
+        key: (rows_in, kept, by_reason)
+        for key, rows_in, kept, by_reason in fetch(
+            published,
+            "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
+            " FROM run_country_stats WHERE run_id = %s",
+            run_id,
+        )
+    }
     assert {key: (rows_in, kept) for key, (rows_in, kept, _) in stats.items()} == {
-        "perú": (2, 2), "日本": (1, 1), "σοφιας": (1, 1), LONGEST: (1, 1), "peru": (9, 2)}
-    assert stats["peru"][2] == {code: sum(reason == code for _, reason in ROWS)
-                                for code in rules.REASON_CODES}
+        "perú": (2, 2),
+        "日本": (1, 1),
+        "σοφιας": (1, 1),
+        LONGEST: (1, 1),
+        "peru": (9, 2),
+    }
+    assert stats["peru"][2] == {
+        code: sum(reason == code for _, reason in ROWS) for code in rules.REASON_CODES
+    }
 
-    fallbacks = dict(fetch(published, "SELECT country_key, voucher_amount FROM country_fallback"
-                                      " WHERE run_id = %s", run_id))
-    assert fallbacks == {"perú": 1e308, "日本": 5e-324, "σοφιας": 1.7976931348623157e308,
-                         LONGEST: 1.2345678901234568e29, "peru": 2640.0}
+    fallbacks = dict(
+        fetch(
+            published,
+            "SELECT country_key, voucher_amount FROM country_fallback WHERE run_id = %s",
+            run_id,
+        )
+    )
+    assert fallbacks == {
+        "perú": 1e308,
+        "日本": 5e-324,
+        "σοφιας": 1.7976931348623157e308,
+        LONGEST: 1.2345678901234568e29,
+        "peru": 2640.0,
+    }
     request = {"segment_name": "frequent_segment", "total_orders": 3}
-    answers = [(" PERÚ", int(1e308)), ("日本", 5e-324), ("ΣΟΦΙΑΣ", int(1.7976931348623157e308)),
-               (LONGEST, int(1.2345678901234568e29))]  # integers when whole, however large
+    answers = [
+        (" PERÚ", int(1e308)),
+        ("日本", 5e-324),
+        ("ΣΟΦΙΑΣ", int(1.7976931348623157e308)),
+        (LONGEST, int(1.2345678901234568e29)),
+    ]  # integers when whole, however large
     for name, amount in answers:
         status, answer = post(client, {**request, "country_code": name})
         assert (status, answer["voucher_amount"], answer["basis"]) == (200, amount, "segment")
@@ -201,10 +243,15 @@ def _value(value, kind: pa.DataType):
 
 
 def stats(conn, run_id: str) -> dict[str, tuple]:
-    return {key: (rows_in, kept, {r: n for r, n in by_reason.items() if n})
-            for key, rows_in, kept, by_reason in fetch(
-                conn, "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
-                " FROM run_country_stats WHERE run_id = %s", run_id)}  # fmt: skip
+    return {
+        key: (rows_in, kept, {r: n for r, n in by_reason.items() if n})
+        for key, rows_in, kept, by_reason in fetch(
+            conn,
+            "SELECT country_key, rows_in, rows_kept, rejected_by_reason"
+            " FROM run_country_stats WHERE run_id = %s",
+            run_id,
+        )
+    }
 
 
 def test_an_ancient_or_sentinel_date_is_a_date_the_rules_judge(stack, published, s3):
@@ -218,39 +265,57 @@ def test_an_ancient_or_sentinel_date_is_a_date_the_rules_judge(stack, published,
     table = table.set_column(3, "first_order_ts", table.column(3).cast(pa.timestamp("us")))
     run_id = run_job(stack, upload(s3, stack, "incoming/sentinels.parquet", parquet(table)))
     assert stats(published, run_id) == {"peru": (4, 3, {"voucher_before_last_order": 1})}
-    [(oldest,)] = fetch(published, "SELECT segment_rows FROM voucher_selection WHERE run_id = %s"
-                        " AND segment_name = 'recency_segment' AND segment = '180+'", run_id)
+    [(oldest,)] = fetch(
+        published,
+        "SELECT segment_rows FROM voucher_selection WHERE run_id = %s"
+        " AND segment_name = 'recency_segment' AND segment = '180+'",
+        run_id,
+    )
     assert oldest == 1  # the voucher 518 years after the last order of 1500
 
 
 def test_a_prefix_mixing_writers_is_one_run_over_every_file(stack, published, s3, client):
     text = generate(600, seed=21)  # the real file's types: times and numbers as text
-    typed = retyped(generate(400, seed=22), timestamp=pa.timestamp("us", tz="UTC"),
-                    last_order_ts=pa.date32(), total_orders=pa.float64())
-    nanos = retyped(generate(300, seed=23), timestamp=pa.timestamp("ns"),
-                    total_orders=pa.int64(), voucher_amount=pa.decimal128(12, 2))
+    typed = retyped(
+        generate(400, seed=22),
+        timestamp=pa.timestamp("us", tz="UTC"),
+        last_order_ts=pa.date32(),
+        total_orders=pa.float64(),
+    )
+    nanos = retyped(
+        generate(300, seed=23),
+        timestamp=pa.timestamp("ns"),
+        total_orders=pa.int64(),
+        voucher_amount=pa.decimal128(12, 2),
+    )
     for name, table in (("a", text), ("b", typed), ("c", nanos)):
         upload(s3, stack, f"incoming/mixed/{name}.parquet", parquet(table))
     upload(s3, stack, "incoming/mixed/d.parquet", parquet(text.slice(0, 5)))  # rows seen in a
     run_id = run_job(stack, f"s3://{stack.raw}/incoming/mixed/", countries="all")
 
-    [(rows_read, status)] = fetch(published, "SELECT rows_read, status FROM runs"
-                                  " WHERE run_id = %s", run_id)  # fmt: skip
+    [(rows_read, status)] = fetch(
+        published, "SELECT rows_read, status FROM runs WHERE run_id = %s", run_id
+    )
     assert (rows_read, status) == (1_305, "succeeded")
     rows = [row for t in (text, typed, nanos, text.slice(0, 5)) for row in t.to_pylist()]
-    want = {key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
-            for key, c in oracle.outcomes(rows, None).items()}  # the SPEC, in plain Python
+    want = {
+        key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
+        for key, c in oracle.outcomes(rows, None).items()
+    }  # the SPEC, in plain Python
     assert stats(published, run_id) == want
     in_scope_copies = sum(1 for row in text.slice(0, 5).to_pylist() if oracle.country(row))
     duplicates = sum(n.get("duplicate_row", 0) for _, _, n in want.values())
     assert duplicates >= in_scope_copies > 0  # the rows file d repeats from file a
 
 
-def test_a_column_no_writer_can_mean_fails_the_run_naming_the_file_and_column(stack, published,
-                                                                               s3):
+def test_a_column_no_writer_can_mean_fails_the_run_naming_the_file_and_column(stack, published, s3):
     upload(s3, stack, "incoming/odd/a.parquet", parquet(generate(50, seed=24)))
-    upload(s3, stack, "incoming/odd/b.parquet",
-           parquet(retyped(generate(50, seed=25), last_order_ts=pa.bool_())))
+    upload(
+        s3,
+        stack,
+        "incoming/odd/b.parquet",
+        parquet(retyped(generate(50, seed=25), last_order_ts=pa.bool_())),
+    )
     with pytest.raises(Exception, match="."):
         run_job(stack, f"s3://{stack.raw}/incoming/odd/", run_id="run-odd")
     [(status, error)] = fetch(published, "SELECT status, error FROM runs WHERE run_id = 'run-odd'")
@@ -260,28 +325,42 @@ def test_a_column_no_writer_can_mean_fails_the_run_naming_the_file_and_column(st
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("3d", "missing_value"), ("0x1p2", "missing_value"), ("1_000", "missing_value"),
-     ("NaN", "missing_value"), ("Infinity", "missing_value"), ("١٢", "missing_value"),
-     ("\u00a02\u3000", None), ("+2", None), ("2.0", None), (".2e1", None),
-     ("2.5", "invalid_value")],
+    [
+        ("3d", "missing_value"),
+        ("0x1p2", "missing_value"),
+        ("1_000", "missing_value"),
+        ("NaN", "missing_value"),
+        ("Infinity", "missing_value"),
+        ("١٢", "missing_value"),
+        ("\u00a02\u3000", None),
+        ("+2", None),
+        ("2.0", None),
+        (".2e1", None),
+        ("2.5", "invalid_value"),
+    ],
 )
 def test_only_decimal_notation_is_a_number(stack, published, s3, text, reason):
     row = {**GOOD, "total_orders": text}
     table = pa.table({name: [row[name]] for name in GOOD})
     run_id = run_job(stack, upload(s3, stack, "incoming/orders.parquet", parquet(table)))
-    assert stats(published, run_id) == {"peru": (1, 0 if reason else 1,
-                                                 {reason: 1} if reason else {})}
+    assert stats(published, run_id) == {
+        "peru": (1, 0 if reason else 1, {reason: 1} if reason else {})
+    }
 
 
 def test_unicode_spaces_never_split_a_country(stack, published, s3, client):
     names = ["Peru\u00a0", "\u3000peru", " PERU\u2003", "Peru", "\u202fLatvia\u205f"]
-    rows = [{**GOOD, "country_code": name, "timestamp": f"2018-07-21 18:59:{n:02d}"}
-            for n, name in enumerate(names)]
+    rows = [
+        {**GOOD, "country_code": name, "timestamp": f"2018-07-21 18:59:{n:02d}"}
+        for n, name in enumerate(names)
+    ]
     table = pa.table({name: [row[name] for row in rows] for name in GOOD})
-    run_id = run_job(stack, upload(s3, stack, "incoming/spaces.parquet", parquet(table)),
-                     countries="all")
+    run_id = run_job(
+        stack, upload(s3, stack, "incoming/spaces.parquet", parquet(table)), countries="all"
+    )
     assert stats(published, run_id) == {"peru": (4, 4, {}), "latvia": (1, 1, {})}
     for name in names:
-        status, answer = post(client, {"country_code": name, "segment_name": "frequent_segment",
-                                       "total_orders": 2})
+        status, answer = post(
+            client, {"country_code": name, "segment_name": "frequent_segment", "total_orders": 2}
+        )
         assert (status, answer["country_code"]) == (200, name.strip(oracle.UNICODE_SPACES).title())

@@ -32,15 +32,32 @@ DAYS = st.integers(0, 500).map(lambda n: DAY0 + timedelta(days=n))
 #: Days from the first order to the last, and from the last order to the voucher: both sides of
 #: every date rule and of every recency bound (the simplest first: what Hypothesis tries first).
 FIRST_TO_LAST = st.sampled_from([0, -1, 1, 7, 60])
-LAST_TO_VOUCHER = st.sampled_from([0, -1, 1, 29, 30, 60, 61, 90, 91, 120, 121, 180, 181, 400,
-                                   -1000])
-SHAPES = [lambda m: f"{m:%Y-%m-%d %H:%M:%S.%f}", lambda m: f"{m:%Y-%m-%d}",
-          lambda m: f"{m:%Y-%m-%dT%H:%M:%S}Z", lambda m: f"{m:%Y-%m-%dT%H:%M:%S}-05:00",
-          lambda m: f"  {m:%Y-%m-%d %H:%M:%S}\t"]
+LAST_TO_VOUCHER = st.sampled_from(
+    [0, -1, 1, 29, 30, 60, 61, 90, 91, 120, 121, 180, 181, 400, -1000]
+)
+SHAPES = [
+    lambda m: f"{m:%Y-%m-%d %H:%M:%S.%f}",
+    lambda m: f"{m:%Y-%m-%d}",
+    lambda m: f"{m:%Y-%m-%dT%H:%M:%S}Z",
+    lambda m: f"{m:%Y-%m-%dT%H:%M:%S}-05:00",
+    lambda m: f"  {m:%Y-%m-%d %H:%M:%S}\t",
+]
 BAD_TEXT = st.sampled_from([None, "", "   ", "yesterday", "2018-13-45", "2018-02-30", "2018"])
 VALID_ORDERS = ["1", "2.0", " 3 ", "4", "5", "13.0", "14", "37", "38", "100"]
-BAD_ORDERS = ["0", "0.0", "-1", "2.5", "", "  ", None, "two", "NaN", "Infinity", "1e300",
-              "9007199254740993"]
+BAD_ORDERS = [
+    "0",
+    "0.0",
+    "-1",
+    "2.5",
+    "",
+    "  ",
+    None,
+    "two",
+    "NaN",
+    "Infinity",
+    "1e300",
+    "9007199254740993",
+]
 VALID_AMOUNTS = [2640.0, 2640.0, 4400.0, 4400.0, 1760.0, 0.5]
 BAD_AMOUNTS = [0.0, -0.0, -5.0, math.nan, math.inf, None]
 
@@ -60,8 +77,11 @@ def dirty_row(draw) -> dict:
     first, last, voucher = (datetime.combine(d, draw(st.times())) for d in (first, last, voucher))
     return {
         "timestamp": draw(moment_text(voucher)),
-        "country_code": draw(st.sampled_from(["Peru", " peru ", "PERU\t", "Latvia", "latvia",
-                                              "China", "Perú", "", "  ", None])),
+        "country_code": draw(
+            st.sampled_from(
+                ["Peru", " peru ", "PERU\t", "Latvia", "latvia", "China", "Perú", "", "  ", None]
+            )
+        ),
         "last_order_ts": draw(moment_text(last)),
         "first_order_ts": draw(st.sampled_from([first.replace(tzinfo=UTC)] * 4 + [None])),
         "total_orders": draw(st.sampled_from(VALID_ORDERS * 3 + BAD_ORDERS)),
@@ -79,6 +99,7 @@ def dirty_frame(draw) -> list[dict]:
 def tagged(frame: list[dict], n: int) -> list[dict]:
     """The frame's countries made its own (``" peru "`` -> ``" peru~3 "``), so that one
     DataFrame holds a whole batch of frames: Spark costs per DataFrame, not per row."""
+
     def tag(name):
         core = (name or "").strip(SPACES)
         return name.replace(core, f"{core}~{n}", 1) if core else name
@@ -91,11 +112,21 @@ FRAMES_PER_BATCH = 10
 
 #: Four batches of ten frames; no shrinking (each try costs seconds of Spark): a failure shows
 #: the failing rows as they were generated.
-@settings(max_examples=4, deadline=None, derandomize=True, phases=[Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
-@given(frames=st.lists(dirty_frame(), min_size=FRAMES_PER_BATCH, max_size=FRAMES_PER_BATCH),
-       scope=st.sampled_from([None, ("peru",), ("peru", "latvia")]))
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.generate],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(
+    frames=st.lists(dirty_frame(), min_size=FRAMES_PER_BATCH, max_size=FRAMES_PER_BATCH),
+    scope=st.sampled_from([None, ("peru",), ("peru", "latvia")]),
+)
 def test_every_row_is_kept_or_rejected_by_the_first_rule_it_fails(spark, frames, scope):
     rows = [row for n, frame in enumerate(frames) for row in tagged(frame, n)]
     keys = None if scope is None else tuple(f"{k}~{n}" for k in scope for n in range(len(frames)))
@@ -119,15 +150,21 @@ def check(segmented, rows: list[dict], keys: tuple[str, ...] | None) -> None:
         outcome = want[stats.country_key]
         assert stats.rows_in == sum(outcome.values()) == stats.rows_kept + stats.rows_rejected
         assert stats.rows_kept == outcome[None]
-        assert stats.rejected_by_reason == {code: outcome[code]
-                                            for code in stats.rejected_by_reason}
+        assert stats.rejected_by_reason == {
+            code: outcome[code] for code in stats.rejected_by_reason
+        }
 
     kept = t.kept_rows(segmented).collect()
     assert Counter(r["country_key"] for r in kept) == Counter(
-        {key: c[None] for key, c in want.items() if c[None]})
+        {key: c[None] for key, c in want.items() if c[None]}
+    )
     for row in kept:  # every rule holds on the curated output, measures and segments included
-        orders, voucher, last, first = (row["total_orders"], row["timestamp"].date(),
-                                        row["last_order_ts"].date(), row["first_order_ts"].date())
+        orders, voucher, last, first = (
+            row["total_orders"],
+            row["timestamp"].date(),
+            row["last_order_ts"].date(),
+            row["first_order_ts"].date(),
+        )
         assert orders > 0 and 0 < row["voucher_amount"] < math.inf
         assert first <= last <= voucher
         assert row["recency_days"] == (voucher - last).days
@@ -136,7 +173,8 @@ def check(segmented, rows: list[dict], keys: tuple[str, ...] | None) -> None:
 
     rejected = t.rejected_rows(segmented).collect()
     assert Counter((r["country_key"], r["reason"]) for r in rejected) == Counter(
-        {(key, reason): n for key, c in want.items() for reason, n in c.items() if reason})
+        {(key, reason): n for key, c in want.items() for reason, n in c.items() if reason}
+    )
     for row in rejected:  # found as it was, with the first rule it fails
         if row["reason"] != "duplicate_row":
             found = row.asDict()  # the double voucher_amount as text ("Infinity"): a number

@@ -70,8 +70,13 @@ def test_no_password_from_database_url_in_job_logs_errors_or_run_records(
     bad = upload(s3, stack, "incoming/secret-bad.parquet", b"PAR1 not parquet PAR1")
     run_job(stack, good, run_id="run-secret-good")
     said = [failure(lambda: run_job(stack, bad, run_id="run-secret-bad"))]
-    answers = [post(client, SAMPLE), post(client, {**SAMPLE, "total_orders": -1}),
-               get(client, "/runs"), get(client, "/runs/run-secret-bad"), get(client, "/health")]
+    answers = [
+        post(client, SAMPLE),
+        post(client, {**SAMPLE, "total_orders": -1}),
+        get(client, "/runs"),
+        get(client, "/runs/run-secret-bad"),
+        get(client, "/health"),
+    ]
 
     unreachable = with_password(database_url, port=closed_port())
     monkeypatch.setenv("DATABASE_URL", unreachable)  # the database is gone: errors everywhere
@@ -90,14 +95,21 @@ def test_no_password_from_database_url_in_job_logs_errors_or_run_records(
 def test_no_password_in_a_served_apis_output_while_its_database_fails(
     throwaway_server, tmp_path, monkeypatch
 ):
-    env = {**os.environ, "CACHE_TTL_SECONDS": "0",
-           "DATABASE_URL": with_password(throwaway_server.url)}
+    env = {
+        **os.environ,
+        "CACHE_TTL_SECONDS": "0",
+        "DATABASE_URL": with_password(throwaway_server.url),
+    }
     log = tmp_path / "server.log"
     with serving(env, log, TEST_STAGE) as url:
         answers = [call(url, "/voucher", SAMPLE), call(url, "/health")]
         postgres.stop(throwaway_server.data_dir)
-        answers += [call(url, "/voucher", SAMPLE), call(url, "/health"), call(url, "/runs"),
-                    call(url, "/runs/x")]
+        answers += [
+            call(url, "/voucher", SAMPLE),
+            call(url, "/health"),
+            call(url, "/runs"),
+            call(url, "/runs/x"),
+        ]
     output = log.read_text()
     assert "not refreshed" in output and "OperationalError" in output  # failures were logged
     assert answers[3]["status"] == "degraded"
@@ -108,12 +120,18 @@ def test_no_secret_value_from_secrets_manager_in_job_logs_or_api_answers(
     stack, db, s3, database_url, local_stack, client, monkeypatch, seen, tmp_path
 ):
     secrets = local_s3.client(local_stack.endpoint_url, "secretsmanager")
-    arn = secrets.create_secret(Name=f"voucher-db-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(
-        {"username": "postgres", "password": SECRET}))["ARN"]
+    arn = secrets.create_secret(
+        Name=f"voucher-db-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({"username": "postgres", "password": SECRET}),
+    )["ARN"]
     server = urlsplit(database_url)
     monkeypatch.delenv("DATABASE_URL")
-    for name, value in [("DB_SECRET_ARN", arn), ("DB_HOST", server.hostname),
-                        ("DB_PORT", str(server.port)), ("DB_NAME", server.path.lstrip("/"))]:
+    for name, value in [
+        ("DB_SECRET_ARN", arn),
+        ("DB_HOST", server.hostname),
+        ("DB_PORT", str(server.port)),
+        ("DB_NAME", server.path.lstrip("/")),
+    ]:
         monkeypatch.setenv(name, value)  # what the job's --db_* arguments set
 
     good = upload(s3, stack, "incoming/secret-arn.parquet", sample_bytes(tmp_path, rows=500))

@@ -1,0 +1,135 @@
+"""The HTTP routes, declared once: a Chalice Blueprint that ``app.py`` registers. Each route is a
+few lines calling the module that does the work, and never answers with a stack trace: a refusal
+is an :class:`ApiError` in the error shape; anything unexpected is logged (passwords redacted)
+and answered with a generic 500 in the same shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from chalice import Blueprint
+from chalice.app import Response
+
+from chalicelib.api.batch import answer_vouchers
+from chalicelib.api.criteria import selection_criteria
+from chalicelib.api.errors import ApiError, internal_error
+from chalicelib.api.request import parse_batch, parse_voucher_request
+from chalicelib.api.responses import (
+    JSON_TYPE,
+    error_response,
+    json_response,
+    page_response,
+    text_response,
+)
+from chalicelib.api.run_history import latest_runs, one_run, parse_limit
+from chalicelib.api.store import default_store
+from chalicelib.api.voucher import answer_voucher
+from chalicelib.db import redact
+
+log = logging.getLogger(__name__)
+
+api = Blueprint(__name__)
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def api_key_required() -> bool:
+    """Whether the stage asks for the API key (prod): its ``API_KEY_REQUIRED`` variable."""
+    return os.environ.get("API_KEY_REQUIRED") == "true"
+
+
+#: Where a stage asks for the API key (prod), every route with the product's answers or its
+#: operational data (buckets, keys, ETags, errors) asks for it; /health then says only "ok".
+KEYED = api_key_required()
+
+
+@functools.cache
+def static_text(name: str) -> str:
+    """A file served as it is (the OpenAPI document, the search page), read once."""
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+def answers(view: Callable[..., object]) -> Callable[..., Response]:
+    """A view's answer as a response: a JSON body (or the view's own response), or its error."""
+
+    @functools.wraps(view)
+    def run(**path_params: str) -> Response:  # Chalice passes a path's parameters by name
+        try:
+            answer = view(**path_params)
+        except ApiError as e:
+            return error_response(e)
+        except Exception:
+            log.error("%s failed: %s", view.__name__, redact(traceback.format_exc()))
+            return error_response(internal_error())
+        return answer if isinstance(answer, Response) else json_response(answer)
+
+    return run
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+@api.route("/voucher", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
+@answers
+def voucher():
+    parsed = parse_voucher_request(api.current_request.raw_body, today=_today())
+    return answer_voucher(parsed, default_store().published())
+
+
+@api.route("/vouchers", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
+@answers
+def vouchers():
+    """A list of customers, answered from the one snapshot ``published()`` returns: a publish
+    during the request cannot mix runs."""
+    customers = parse_batch(api.current_request.raw_body)
+    return answer_vouchers(customers, default_store().published(), _today())
+
+
+@api.route("/selection_criteria", methods=["GET"])
+@answers
+def criteria():
+    query = api.current_request.query_params
+    return selection_criteria(default_store().published(), query.get("country") if query else None)
+
+
+@api.route("/search_voucher", methods=["GET"])
+@answers
+def search_page():
+    return page_response(static_text("search_voucher.html"))
+
+
+@api.route("/health", methods=["GET"])
+@answers
+def health():
+    """The service's health; where the stage keys its routes, an anonymous caller's answer is
+    its status alone (the published runs and the database are operational data)."""
+    status, body = default_store().health()
+    if api_key_required():
+        body = {"status": body["status"]}
+    return json_response(body, status)
+
+
+@api.route("/runs", methods=["GET"], api_key_required=KEYED)
+@answers
+def runs():
+    limit = parse_limit(api.current_request.query_params)
+    return {"runs": default_store().read(lambda conn: latest_runs(conn, limit))}
+
+
+@api.route("/runs/{run_id}", methods=["GET"], api_key_required=KEYED)
+@answers
+def run(run_id):
+    return default_store().read(lambda conn: one_run(conn, run_id))
+
+
+@api.route("/openapi.json", methods=["GET"])
+@answers
+def openapi():
+    return text_response(static_text("openapi.json"), JSON_TYPE)
