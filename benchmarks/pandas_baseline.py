@@ -10,14 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COLUMNS = [
-    "timestamp",
-    "country_code",
-    "last_order_ts",
-    "first_order_ts",
-    "total_orders",
-    "voucher_amount",
-]
+from chalicelib.rules import INPUT_COLUMNS
+
+COLUMNS = list(INPUT_COLUMNS)  # the file's schema, not a rule: shared with the job
 REASONS = [
     "duplicate_row",
     "missing_value",

@@ -157,6 +157,12 @@ class NotRunning(Exception):
         super().__init__(f"run {run_id} is {status}, not running: its result is not published")
 
 
+def _source_columns(source: Source) -> tuple:
+    """``source_bucket``, ``source_key``, ``source_etag``, ``source_modified_at``,
+    ``source_objects``: the run record's columns of its source, in that order."""
+    return (source.bucket, source.key, source.etag, source.modified_at, source.objects)
+
+
 def _countries(country_keys: tuple[str, ...] | None) -> list[str] | None:
     return list(country_keys) if country_keys is not None else None
 
@@ -200,11 +206,7 @@ def _insert(
         f" WHERE TRUE {guard} ON CONFLICT DO NOTHING RETURNING run_id",
         (
             run_id,
-            source.bucket,
-            source.key,
-            source.etag,
-            source.modified_at,
-            source.objects,
+            *_source_columns(source),
             _countries(country_keys),
             status,
             error,
@@ -384,11 +386,7 @@ def start_run(
             """,
             (
                 run_id,
-                source.bucket,
-                source.key,
-                source.etag,
-                source.modified_at,
-                source.objects,
+                *_source_columns(source),
                 _countries(country_keys),
                 lease_s or lease_seconds(),
             ),

@@ -43,8 +43,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
         "seconds a run may go without a heartbeat before it counts as abandoned (default 300)",
     ),
     "min_segment_rows": (
-        os.environ.get("MIN_SEGMENT_ROWS", ""),
-        "fewest kept rows a segment needs for its own selection to be served (default 1)",
+        "",
+        "fewest kept rows a segment needs for its own selection to be served (default:"
+        " MIN_SEGMENT_ROWS from the environment, else 1)",
     ),
     "catalog_database": (
         os.environ.get("CATALOG_DATABASE", ""),
@@ -90,7 +91,9 @@ def options_from(args: dict[str, str]) -> JobOptions:
         curated_location=args["curated_location"],
         rejected_location=args["rejected_location"],
         catalog_database=args["catalog_database"],
-        min_segment_rows=min_segment_rows(args["min_segment_rows"]),
+        min_segment_rows=min_segment_rows(
+            args["min_segment_rows"] or os.environ.get("MIN_SEGMENT_ROWS")
+        ),
     )
 
 

@@ -109,26 +109,20 @@ def put(s3, buckets, key: str, body: bytes) -> str:
     return s3.put_object(Bucket=buckets.raw, Key=key, Body=body)["ETag"].strip('"')
 
 
-def run_job(buckets, source: str, countries: str = "all", run_id: str = "") -> str:
-    """The Glue entry in this process, as ``make pipeline`` runs it; return the run id."""
+def run_job(buckets, source: str, countries: str = "all", run_id: str = "", **extra: str) -> str:
+    """The Glue entry in this process, as ``make pipeline`` runs it (``extra``: more job
+    arguments by name); return the run id."""
     run_id = run_id or new_run_id()
-    voucher_selection_job.main(
-        [
-            "job",
-            "--source",
-            source,
-            "--countries",
-            countries,
-            "--run_id",
-            run_id,
-            "--curated_location",
-            f"s3://{buckets.lake}/curated/",
-            "--rejected_location",
-            f"s3://{buckets.lake}/rejected/",
-            "--catalog_database",
-            buckets.catalog,
-        ]
-    )
+    arguments = {
+        "source": source,
+        "countries": countries,
+        "run_id": run_id,
+        "curated_location": f"s3://{buckets.lake}/curated/",
+        "rejected_location": f"s3://{buckets.lake}/rejected/",
+        "catalog_database": buckets.catalog,
+        **extra,
+    }
+    voucher_selection_job.main(["job", *(f"--{name}={value}" for name, value in arguments.items())])
     return run_id
 
 

@@ -14,14 +14,9 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-COLUMNS = (
-    "timestamp",
-    "country_code",
-    "last_order_ts",
-    "first_order_ts",
-    "total_orders",
-    "voucher_amount",
-)
+from chalicelib.rules import INPUT_COLUMNS
+
+COLUMNS = INPUT_COLUMNS  # the file's schema, not a rule: shared with the job
 #: Unicode's White_Space property (PropList.txt): what the SPEC trims from text.
 UNICODE_SPACES = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"

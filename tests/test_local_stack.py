@@ -321,3 +321,19 @@ def test_the_catalog_defaults_to_none_on_localstack_whose_free_edition_has_no_gl
         == "lake"
     )
     assert settings.from_env({"CATALOG_DATABASE": ""}).env()["CATALOG_DATABASE"] == ""
+
+
+def test_the_stack_environment_is_named_without_starting_pyspark():
+    """``stack env`` (every ``make serve``) names the class archive without importing pyspark."""
+    probe = (
+        "import sys; from infra.local import settings; env = settings.from_env().env();"
+        " print(env['SPARK_CLASS_ARCHIVE'], 'pyspark' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0].endswith(".jsa") and out[1] == "False"

@@ -143,3 +143,9 @@ def test_a_list_stays_on_one_run_while_runs_publish(client, db, database_url):
         stop.set()
         thread.join()
     assert len(set(seen)) > 1  # the lists were answered while the runs changed
+
+
+def test_a_list_over_the_body_limit_is_refused_whole(client, published):
+    body = {"customers": [{**SAMPLE, "customer_id": "x" * 190}] * 900, "pad": "y" * 2_000_000}
+    status, answer = post(client, body, "/vouchers")
+    assert (status, answer["error"]["code"]) == (413, "body_too_large")

@@ -66,3 +66,14 @@ def test_a_changed_history_reports_the_segments_whose_amount_changed(
     assert f"Latvia, against run {first}:" in summary
     assert "Peru: no selection changed" in summary
     assert summary.count(" -> ") == len(expected)
+
+
+def test_the_job_records_the_min_segment_rows_it_was_given(stack, s3, db, tmp_path, monkeypatch):
+    """From the job's argument, else from ``MIN_SEGMENT_ROWS`` in the environment; the API
+    then falls back on the segments below it."""
+    source = upload(s3, stack, "incoming/min.parquet", sample_bytes(tmp_path, rows=3_000, seed=5))
+    given = run_job(stack, source, min_segment_rows="400")
+    monkeypatch.setenv("MIN_SEGMENT_ROWS", "7")
+    from_env = run_job(stack, source)
+    recorded = dict(fetch(db, "SELECT run_id, min_segment_rows FROM runs"))
+    assert (recorded[given], recorded[from_env]) == (400, 7)
