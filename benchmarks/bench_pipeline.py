@@ -9,6 +9,8 @@ in the same run, each measurement in a fresh subprocess, median of N runs:
   phase (their wall time and executor CPU) from its event log;
 - ``copy``: :mod:`benchmarks.spark_copy`, the same session reading every row, computing the
   country key, writing every row once partitioned by country and counting what it wrote;
+- ``one_pass``: :mod:`benchmarks.one_pass`, the job's transforms with both outputs written as one
+  dataset in one classification pass (what the single pass would save);
 - ``pandas``: :mod:`benchmarks.pandas_baseline` reads the whole file, cleans and groups in memory;
 - ``arrow``: the floor, pyarrow reads the same file and counts rows per country;
 - ``before`` (with ``--before REF``): ours as it was at a git ref, from a worktree of it, in the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -42,11 +45,12 @@ from benchmarks.report import machine, throwaway_database, write_section
 from infra.local.settings import REAL_FILE, REPO_ROOT, from_env
 
 SECTION = "## Pipeline"
-ENGINES = ("spark", "copy", "pandas", "arrow")
+ENGINES = ("spark", "copy", "one_pass", "pandas", "arrow")
 LABELS = {
     "spark": "ours",
     "before": "ours before",
     "copy": "Spark copy",
+    "one_pass": "one pass",
     "pandas": "pandas",
     "arrow": "floor",
 }
@@ -147,17 +151,22 @@ def _work_spark(path: str, countries: str) -> dict:
     }
 
 
-def _work_copy(path: str, countries: str) -> dict:
-    """:func:`benchmarks.spark_copy.copy` in the session the job would have."""
+def _in_session(engine: str, path: str, countries: str) -> dict:
+    """A Spark engine of ``benchmarks`` (``copy`` or ``one_pass``) in the session the job would
+    have: its rows per country."""
     started = time.perf_counter()
+    from benchmarks.one_pass import one_pass
     from benchmarks.spark_copy import copy
 
     with tempfile.TemporaryDirectory(prefix="bench-events-") as events:
         imported = time.perf_counter()
         spark = _session(events)
         session = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="bench-copy-") as out:
-            rows = copy(spark, path, f"{out}/copy")
+        with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as out:
+            if engine == "copy":
+                rows = {k: {"rows_in": n} for k, n in copy(spark, path, f"{out}/copy").items()}
+            else:
+                rows = one_pass(spark, path, f"{out}/one", countries)
         done = time.perf_counter()
         spark.stop()
     return {
@@ -165,7 +174,7 @@ def _work_copy(path: str, countries: str) -> dict:
         "session_s": session - imported,
         "transform_s": done - session,
         "work_s": done - imported,
-        "countries": {k: {"rows_in": n} for k, n in rows.items()},
+        "countries": rows,
     }
 
 
@@ -205,7 +214,13 @@ def _work_arrow(path: str, countries: str) -> dict:
     }
 
 
-WORKERS = {"spark": _work_spark, "copy": _work_copy, "pandas": _work_pandas, "arrow": _work_arrow}
+WORKERS = {
+    "spark": _work_spark,
+    "copy": functools.partial(_in_session, "copy"),
+    "one_pass": functools.partial(_in_session, "one_pass"),
+    "pandas": _work_pandas,
+    "arrow": _work_arrow,
+}
 
 
 # --- the parent: processes, memory, medians -----------------------------------------------------
@@ -334,7 +349,7 @@ def inputs(sizes: list[int], data_dir: Path, real: Path | None) -> list[tuple[st
 
 
 def counts_match(spark: dict, pandas: dict) -> bool:
-    """Whether the baseline's per-country kept and rejected counts equal the job's."""
+    """Whether another engine's per-country kept and rejected counts equal the job's."""
     keys = ("rows_in", "rows_kept", "rejected_by_reason")
     return {k: {f: v[f] for f in keys} for k, v in spark.items()} == {
         k: {f: v[f] for f in keys} for k, v in pandas.items()
@@ -369,10 +384,12 @@ def bench(
             "engines": {e: summarise(r) for e, r in measured.items()},
         }
         got = entry["engines"]
-        if "spark" in got and "pandas" in got:
-            entry["counts_match"] = counts_match(
-                got["spark"]["countries"], got["pandas"]["countries"]
-            )
+        if "spark" in got:  # the engines that count what the job counts
+            entry["counts_match"] = {
+                other: counts_match(got["spark"]["countries"], got[other]["countries"])
+                for other in ("one_pass", "pandas")
+                if other in got
+            }
         if "spark" in got:
             ours = got["spark"]
             entry["ratios"] = {
@@ -380,7 +397,7 @@ def bench(
                     "work": ours["work_s"] / got[other]["work_s"],
                     "process": ours["process_s"] / got[other]["process_s"],
                 }
-                for other in ("copy", "pandas", "arrow", "before")
+                for other in ("copy", "one_pass", "pandas", "arrow", "before")
                 if other in got
             }
         for e in got.values():
@@ -433,6 +450,10 @@ def markdown(report: dict) -> str:
         "- **Spark copy**: `benchmarks/spark_copy.py`, the least this job must do, done by Spark "
         "in the same session: read every row, compute the country key, write every row once as "
         "parquet partitioned by country, count the rows per country from what was written;",
+        "- **one pass**: `benchmarks/one_pass.py`, the job's own transforms with both outputs "
+        "written as one dataset partitioned by kind (one schema holding both sets of columns) in "
+        "one classification pass, then the same counts read back: what the single pass would "
+        "save if the lake's curated and rejected tables became one;",
         *(
             [
                 f"- **ours before**: the job at `{before}`, from a worktree of it, in the same"
@@ -464,11 +485,8 @@ def markdown(report: dict) -> str:
                 )
             ratio = r.get("ratios", {}).get(f"ours/{name}")
             ratio = f"{ratio['process']:.2f}x ({ratio['work']:.2f}x)" if ratio else ""
-            match = (
-                ("yes" if r["counts_match"] else "**no**")
-                if name == "pandas" and "counts_match" in r
-                else ""
-            )
+            matched = r.get("counts_match", {}).get(name)
+            match = "" if matched is None else "yes" if matched else "**no**"
             lines.append(
                 f"| {r['input']} | {r['rows']:,} | {r['file_mb']:.1f} MB | {LABELS[name]} | "
                 f"{e['runs']} | {work} | {e['process_s']:.2f} | {e['rows_per_s']:,.0f} | "
@@ -522,7 +540,12 @@ def findings(results: list[dict]) -> list[str]:
     for r in measured:
         ratios = r["ratios"]
         parts = [f"ours/copy {ratios['ours/copy']['process']:.2f}x"]
+        got = r["engines"]
+        if "one_pass" in got:
+            one = got["one_pass"]["process_s"] / got["copy"]["process_s"]
+            parts.append(f"one pass/copy {one:.2f}x")
         for other, label in (
+            ("one_pass", "ours/one pass"),
             ("pandas", "ours/pandas"),
             ("arrow", "ours/floor"),
             ("before", "ours/before"),
@@ -545,6 +568,7 @@ def plot(report: dict, path: Path) -> None:
         "spark": ("ours (Spark local, transform + session)", "o-"),
         "before": ("ours before", "o--"),
         "copy": ("Spark copy (read, key, write)", "D-"),
+        "one_pass": ("one pass (both outputs as one dataset)", "v-"),
         "pandas": ("pandas baseline", "s-"),
         "arrow": ("floor (pyarrow read + count)", "^-"),
     }

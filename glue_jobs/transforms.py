@@ -331,20 +331,24 @@ def assign_segments(classified: DataFrame) -> DataFrame:
     )
 
 
-def kept_rows(segmented: DataFrame) -> DataFrame:
-    """Rows that passed every rule, typed, with their measures and segments (the curated output).
+#: The curated output's columns, each from its column of the segmented rows: ``total_orders`` is
+#: the frequency measure, ``recency_days`` the recency one.
+CURATED_COLUMNS = {
+    "timestamp": "voucher_ts",
+    "country_key": "country_key",
+    "last_order_ts": "last_order",
+    "first_order_ts": "first_order",
+    "total_orders": "frequency",
+    "voucher_amount": "amount",
+    "recency_days": "recency_days",
+    **{r.name: r.name for r in rules.SEGMENT_RULES},
+}
 
-    ``total_orders`` is the frequency measure; ``recency_days`` the recency one.
-    """
+
+def kept_rows(segmented: DataFrame) -> DataFrame:
+    """Rows that passed every rule, typed, with their measures and segments (the curated output)."""
     return segmented.where(F.col("reason").isNull()).select(
-        F.col("voucher_ts").alias("timestamp"),
-        "country_key",
-        F.col("last_order").alias("last_order_ts"),
-        F.col("first_order").alias("first_order_ts"),
-        F.col("frequency").alias("total_orders"),
-        F.col("amount").alias("voucher_amount"),
-        "recency_days",
-        *(r.name for r in rules.SEGMENT_RULES),
+        *(F.col(source).alias(name) for name, source in CURATED_COLUMNS.items())
     )
 
 
