@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import statistics
@@ -38,8 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from benchmarks.report import machine, throwaway_database, write_section
 from infra.local.settings import REAL_FILE, REPO_ROOT, from_env
@@ -151,22 +151,15 @@ def _work_spark(path: str, countries: str) -> dict:
     }
 
 
-def _in_session(engine: str, path: str, countries: str) -> dict:
-    """A Spark engine of ``benchmarks`` (``copy`` or ``one_pass``) in the session the job would
-    have: its rows per country."""
-    started = time.perf_counter()
-    from benchmarks.one_pass import one_pass
-    from benchmarks.spark_copy import copy
-
+def _in_session(started: float, run: Callable[[Any, str], dict]) -> dict:
+    """``run(spark, out)``, a Spark engine of ``benchmarks`` imported since ``started``, in the
+    session the job would have, writing under a throwaway ``out``: its rows per country."""
     with tempfile.TemporaryDirectory(prefix="bench-events-") as events:
         imported = time.perf_counter()
         spark = _session(events)
         session = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as out:
-            if engine == "copy":
-                rows = {k: {"rows_in": n} for k, n in copy(spark, path, f"{out}/copy").items()}
-            else:
-                rows = one_pass(spark, path, f"{out}/one", countries)
+        with tempfile.TemporaryDirectory(prefix="bench-out-") as out:
+            rows = run(spark, f"{out}/out")
         done = time.perf_counter()
         spark.stop()
     return {
@@ -176,6 +169,24 @@ def _in_session(engine: str, path: str, countries: str) -> dict:
         "work_s": done - imported,
         "countries": rows,
     }
+
+
+def _work_copy(path: str, countries: str) -> dict:
+    """:func:`benchmarks.spark_copy.copy` (every country, whatever ``countries`` says)."""
+    started = time.perf_counter()
+    from benchmarks.spark_copy import copy
+
+    return _in_session(
+        started, lambda spark, out: {k: {"rows_in": n} for k, n in copy(spark, path, out).items()}
+    )
+
+
+def _work_one_pass(path: str, countries: str) -> dict:
+    """:func:`benchmarks.one_pass.one_pass`."""
+    started = time.perf_counter()
+    from benchmarks.one_pass import one_pass
+
+    return _in_session(started, lambda spark, out: one_pass(spark, path, out, countries))
 
 
 def _work_pandas(path: str, countries: str) -> dict:
@@ -216,8 +227,8 @@ def _work_arrow(path: str, countries: str) -> dict:
 
 WORKERS = {
     "spark": _work_spark,
-    "copy": functools.partial(_in_session, "copy"),
-    "one_pass": functools.partial(_in_session, "one_pass"),
+    "copy": _work_copy,
+    "one_pass": _work_one_pass,
     "pandas": _work_pandas,
     "arrow": _work_arrow,
 }
@@ -384,14 +395,13 @@ def bench(
             "engines": {e: summarise(r) for e, r in measured.items()},
         }
         got = entry["engines"]
-        if "spark" in got:  # the engines that count what the job counts
-            entry["counts_match"] = {
-                other: counts_match(got["spark"]["countries"], got[other]["countries"])
+        if "spark" in got:
+            ours = got["spark"]
+            entry["counts_match"] = {  # the engines that count what the job counts
+                other: counts_match(ours["countries"], got[other]["countries"])
                 for other in ("one_pass", "pandas")
                 if other in got
             }
-        if "spark" in got:
-            ours = got["spark"]
             entry["ratios"] = {
                 f"ours/{other}": {
                     "work": ours["work_s"] / got[other]["work_s"],

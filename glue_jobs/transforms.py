@@ -362,13 +362,14 @@ def rejected_rows(classified: DataFrame) -> DataFrame:
     rejected = F.posexplode(F.array_repeat("reason", failed + F.col("copies").cast("int") - 1))
     return classified.select(
         *(F.col(c).cast("string").alias(c) for c in rules.INPUT_COLUMNS), "country_key", rejected
-    ).select(
-        *rules.INPUT_COLUMNS,
-        "country_key",
-        F.coalesce(F.when(F.col("pos") == 0, F.col("col")), F.lit(rules.REASON_CODES[0])).alias(
-            "reason"
-        ),
-    )
+    ).select(*rules.INPUT_COLUMNS, "country_key", copy_reason().alias("reason"))
+
+
+def copy_reason() -> Column:
+    """The reason of a copy of a distinct row, as ``posexplode`` of its reasons makes them
+    (``pos``, ``col``): the row's own reason for the first copy, ``duplicate_row`` for the others.
+    """
+    return F.coalesce(F.when(F.col("pos") == 0, F.col("col")), F.lit(rules.REASON_CODES[0]))
 
 
 def tally(kept: DataFrame, rejected: DataFrame) -> DataFrame:
