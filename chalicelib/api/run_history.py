@@ -71,7 +71,7 @@ def parse_limit(query: Mapping[str, str] | None) -> int:
         raise bad_request(
             "invalid_field", f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit"
         )
-    return int(text)
+    return int(text.lstrip("0"))  # the pattern allows any number of zeros: int() would not
 
 
 def latest_runs(conn, limit: int) -> list[dict]:

@@ -57,3 +57,11 @@ def test_one_run_by_id_and_an_unknown_id(client, history):
 def test_an_unusable_limit_is_a_400(client, history, limit):
     assert_error(get(client, f"/runs?limit={limit}"), 400, "invalid_field", "limit")
     assert get(client, "/runs")[0] == 200  # the table is intact
+
+
+@pytest.mark.parametrize("zeros", [1, 5000])
+def test_a_limit_with_leading_zeros_is_its_number(client, history, zeros):
+    """Leading zeros are allowed (the OpenAPI pattern says so), however many: past Python's
+    4,300-digit int() limit too."""
+    status, body = get(client, f"/runs?limit={'0' * zeros}1")
+    assert status == 200 and [r["run_id"] for r in body["runs"]] == ["run-failed"]
