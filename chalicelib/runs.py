@@ -550,8 +550,9 @@ def publish_run(
     return published
 
 
-#: A country's result as changes compare it: (segment_name, segment) -> (amount, share); the
-#: fallback under (None, None).
+#: A selection's key: (segment_name, segment); the country fallback's (its rows, SQL NULLs).
+FALLBACK_KEY = (None, None)
+#: A country's result as changes compare it: selection key -> (amount, share).
 _Results = dict[tuple[str | None, str | None], tuple[float, float]]
 
 
@@ -585,7 +586,7 @@ def _results_in(result: RunResult, country_key: str) -> _Results:
     }
     for f in result.fallbacks:
         if f.country_key == country_key:
-            found[(None, None)] = (f.voucher_amount, f.voucher_rows / f.country_rows)
+            found[FALLBACK_KEY] = (f.voucher_amount, f.voucher_rows / f.country_rows)
     return found
 
 

@@ -1,8 +1,9 @@
 """One run of the voucher selection: read, clean, segment, select, write, publish.
 
 The steps are the pure functions of :mod:`glue_jobs.transforms`; this module wires them to the
-lake and the database, records the run, and reports progress. Only tiny results reach the driver:
-the repeated row hashes stay in Spark, the tally is a few hundred rows.
+lake and the database, records the run, and reports progress. Only aggregates reach the driver:
+the repeated row hashes stay in Spark; the tally has a row per country, voucher amount and pair of
+segments (and per country and reason), as many as the input has amounts, never one per row.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def phase(spark: SparkSession, name: str) -> Iterator[None]:
 def build_result(
     tallied: DataFrame, rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
 ) -> runs.RunResult:
-    """Collect the tally (a few hundred rows whatever the input) and reduce it on the driver."""
+    """Collect the tally (:func:`glue_jobs.transforms.tally`) and reduce it on the driver."""
     return result_from_tally(
         (row.asDict() for row in tallied.collect()), rows_read, min_segment_rows
     )

@@ -1,7 +1,8 @@
-"""Statistics and selections from the collected tally: plain Python over a few hundred rows.
+"""Statistics and selections from the collected tally: plain Python over its rows.
 
-The tally (:func:`glue_jobs.transforms.tally`) counts the rows of the job's outputs; what is left
-is tiny, so it is reduced here on the driver rather than by more Spark jobs.
+The tally (:func:`glue_jobs.transforms.tally`) counts the rows of the job's outputs per country,
+amount and segments; what is left is small, so it is reduced here on the driver rather than by
+more Spark jobs.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from chalicelib.api.errors import bad_request
-from chalicelib.api.published import FALLBACK_KEY, CountryResult, LastChange, Published
+from chalicelib.api.published import CountryResult, LastChange, Published
 from chalicelib.api.responses import amount
 from chalicelib.rules import WHITESPACE, Segment
+from chalicelib.runs import FALLBACK_KEY
 
 
 def selection_criteria(published: Published, country: str | None) -> dict:

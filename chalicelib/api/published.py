@@ -77,10 +77,6 @@ class LastChange:
     old_amount: float | None
 
 
-#: A selection's key: (segment_name, segment); the fallback's is (None, None).
-FALLBACK_KEY = (None, None)
-
-
 @dataclass(frozen=True)
 class CountryResult:
     """One published country: what its run computed and the rules it used."""
