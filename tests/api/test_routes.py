@@ -164,7 +164,12 @@ def test_no_segment_or_no_history_falls_back_to_the_country_unless_strict(
         "country",
         int(LATVIA_FALLBACK),
     )
-    assert_error(post(client, {**body, "strict": True}), 404, strict_code, strict_field)
+    strict = post(client, {**body, "strict": True})
+    assert_error(strict, 404, strict_code, strict_field)
+    # The fallback says why in the words strict mode refuses with.
+    assert (
+        f"{answer['fallback_reason']} (strict mode: no fallback)" == strict[1]["error"]["message"]
+    )
     assert post(client, {**body, "strict": False}) == (status, answer)
 
 
