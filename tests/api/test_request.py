@@ -6,9 +6,14 @@ import json
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from chalicelib.api.errors import ApiError
 from chalicelib.api.request import MAX_BODY_BYTES, parse_voucher_request
+from chalicelib.rules import WHITESPACE
+from infra.local.paths import REPO_ROOT
 
 TODAY = date(2026, 11, 24)
 BASE = {"country_code": "Peru", "segment_name": "frequent_segment"}
@@ -230,3 +235,79 @@ def test_a_valid_request_keeps_every_field():
         date(2018, 6, 1),
     )
     assert request.strict is True
+
+
+# ------------------------------------------------- the OpenAPI document says what is accepted
+
+DOCUMENT = json.loads((REPO_ROOT / "chalicelib/api/static/openapi.json").read_text())
+REQUEST_SCHEMA = Draft202012Validator(DOCUMENT["components"]["schemas"]["VoucherRequest"])
+SPACES = "".join(WHITESPACE)
+
+
+def handler_accepts(body: dict) -> bool:
+    try:
+        parse_voucher_request(json.dumps(body), TODAY)
+    except ApiError:
+        return False
+    return True
+
+
+#: Number text as people and exporters write it, whole or not, and what lies next to it.
+NUMBER_TEXT = st.builds(
+    lambda pad, sign, digits, point, fraction, exponent, end: (
+        pad + sign + digits + point + fraction + exponent + end
+    ),
+    st.text(SPACES + "\u200b", max_size=2),
+    st.sampled_from(["", "", "+", "-"]),
+    st.text("0000123456789", max_size=18),
+    st.sampled_from(["", ".", "."]),
+    st.text("000000001235", max_size=8),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            "".join,
+            st.tuples(
+                st.sampled_from("eE"),
+                st.sampled_from(["", "+", "-"]),
+                st.text("0123456789", min_size=1, max_size=3),
+            ),
+        ),
+    ),
+    st.text(SPACES + "x", max_size=2),
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ".225\u2000\u2028",  # what schemathesis sent: the document allowed it, the handler refused
+        "1.5e1",
+        "1.500000e+01",
+        " 15 ",
+        "15.",
+        "0.",
+        ".0",
+        "-0",
+        "1.5",
+        "150e-1",
+        "1e-400",
+        "1.0000000000000001",
+        "9007199254740992",
+        "9007199254740993",
+        "0009007199254740992.000",
+        "999999999999999e0",
+        "1e15",
+        "0e999",
+        "1" * 101,
+    ],
+)
+def test_the_document_accepts_exactly_the_total_orders_text_the_handler_accepts(text):
+    body = {**BASE, "total_orders": text}
+    assert REQUEST_SCHEMA.is_valid(body) == handler_accepts(body)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(text=st.one_of(NUMBER_TEXT, st.text(max_size=12)))
+def test_the_document_and_the_handler_agree_on_any_total_orders_text(text):
+    body = {**BASE, "total_orders": text}
+    assert REQUEST_SCHEMA.is_valid(body) == handler_accepts(body)

@@ -364,3 +364,152 @@ def test_unicode_spaces_never_split_a_country(stack, published, s3, client):
             client, {"country_code": name, "segment_name": "frequent_segment", "total_orders": 2}
         )
         assert (status, answer["country_code"]) == (200, name.strip(oracle.UNICODE_SPACES).title())
+
+
+# ------------------------------------------- column names, unreadable extras, names of objects
+
+
+def renamed(table: pa.Table, names: dict[str, str]) -> pa.Table:
+    return table.rename_columns([names.get(n, n) for n in table.column_names])
+
+
+def lake_columns(s3, bucket: str, run_id: str) -> set[tuple[str, ...]]:
+    """The column names of every parquet object the run wrote to the lake."""
+    return {
+        tuple(
+            pq.read_schema(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())).names
+        )
+        for key in lake_objects(s3, bucket, run_id)
+        if not key.rsplit("/", 1)[-1].startswith(("_", "."))
+    }
+
+
+def test_column_names_match_in_any_case_and_padding_and_the_lake_keeps_lower_case(
+    stack, published, s3, client
+):
+    lower = generate(400, seed=31)
+    upper = generate(300, seed=32)  # Snowflake's COPY INTO, Oracle: upper-case names
+    mixed = generate(200, seed=33)
+    upload(s3, stack, "incoming/cased/lower.parquet", parquet(lower))
+    upload(
+        s3,
+        stack,
+        "incoming/cased/upper.parquet",
+        parquet(renamed(upper, {c: c.upper() for c in rules.INPUT_COLUMNS})),
+    )
+    spellings = [
+        "Timestamp",
+        " Country_Code",
+        "LAST_ORDER_TS\u00a0",
+        "First_Order_TS",
+        "\tTotal_Orders",
+        "Voucher_Amount\u3000",
+    ]
+    upload(
+        s3,
+        stack,
+        "incoming/cased/mixed.parquet",
+        parquet(renamed(mixed, dict(zip(rules.INPUT_COLUMNS, spellings, strict=True)))),
+    )
+    run_id = run_job(stack, f"s3://{stack.raw}/incoming/cased/", countries="all")
+
+    rows = [row for t in (lower, upper, mixed) for row in t.to_pylist()]
+    assert stats(published, run_id) == {
+        key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
+        for key, c in oracle.outcomes(rows, None).items()
+    }
+    written = lake_columns(s3, stack.lake, run_id)
+    assert written and all(set(rules.INPUT_COLUMNS) - {"country_code"} <= set(n) for n in written)
+    assert all(n == tuple(c.lower() for c in n) for n in written), written
+    status, answer = post(
+        client, {"country_code": "Peru", "segment_name": "frequent_segment", "total_orders": 3}
+    )
+    assert status == 200 and answer["country_code"] == "Peru"
+
+
+def test_two_columns_differing_only_in_case_fail_the_run_naming_both(stack, published, s3):
+    table = generate(50, seed=34)
+    twice = table.append_column("COUNTRY_CODE ", table.column("country_code"))
+    upload(s3, stack, "incoming/twice/a.parquet", parquet(table))
+    upload(s3, stack, "incoming/twice/b.parquet", parquet(twice))
+    with pytest.raises(Exception, match="."):
+        run_job(stack, f"s3://{stack.raw}/incoming/twice/", run_id="run-twice")
+    [(status, error)] = fetch(
+        published, "SELECT status, error FROM runs WHERE run_id = 'run-twice'"
+    )
+    assert status == "failed" and "incoming/twice/b.parquet" in error, error
+    assert "'country_code'" in error and "'COUNTRY_CODE '" in error, error
+    assert "a.parquet" not in error
+    assert lake_objects(s3, stack.lake, "run-twice") == []
+
+
+def test_an_extra_column_spark_cannot_read_never_fails_a_run(stack, published, s3):
+    """pandas writes a ``datetime.time`` column as parquet INT64 TIME(MICROS), which Spark 3.5
+    refuses to read; the job does not need it."""
+    frame = generate(300, seed=35).to_pandas()
+    frame["delivery_slot"] = [dt.time(n % 24, n % 60, 0, n) for n in range(len(frame))]
+    body = io.BytesIO()
+    frame.to_parquet(body, index=False)
+    stored = pq.read_schema(io.BytesIO(body.getvalue()))
+    assert str(stored.field("delivery_slot").type) == "time64[us]"
+    run_id = run_job(
+        stack, upload(s3, stack, "incoming/slots.parquet", body.getvalue()), countries="all"
+    )
+    want = {
+        key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
+        for key, c in oracle.outcomes(generate(300, seed=35).to_pylist(), None).items()
+    }
+    assert stats(published, run_id) == want
+
+
+def test_a_needed_column_in_a_type_spark_cannot_read_fails_naming_file_and_column(
+    stack, published, s3
+):
+    table = generate(50, seed=36)
+    slots = pa.array([dt.time(10, 0)] * len(table), pa.time64("us"))
+    table = table.set_column(table.schema.get_field_index("timestamp"), "TIMESTAMP", slots)
+    source = upload(s3, stack, "incoming/time_of_day.parquet", parquet(table))
+    with pytest.raises(Exception, match="."):
+        run_job(stack, source, run_id="run-time-of-day")
+    [(status, error)] = fetch(
+        published, "SELECT status, error FROM runs WHERE run_id = 'run-time-of-day'"
+    )
+    assert status == "failed" and "incoming/time_of_day.parquet" in error, error
+    assert "timestamp" in error and "TIME(MICROS" in error, error
+
+
+def test_object_names_are_read_exactly_never_as_glob_patterns(stack, published, tmp_path):
+    """A local folder is read in place: its paths go to Spark as they are, as S3 URIs do on Glue.
+    Each file holds another country; a glob would read a decoy instead (``[1]`` matches ``1``,
+    ``{x,y}`` matches ``x``, ``*`` and ``?`` match anything), or a file twice."""
+    names = {
+        "history[1].parquet": "Peru",
+        "history1.parquet": "Latvia",
+        "part{x,y}.parquet": "China",
+        "partx.parquet": "Chile",
+        "all*.parquet": "Mexico",
+        "all?.parquet": "Spain",
+        "allq.parquet": "Italy",
+        "back\\slash.parquet": "France",
+        "a b%20c#d.parquet": "Japan",
+    }
+    folder = tmp_path / "odd names"
+    folder.mkdir()
+    tables = {}
+    for n, (name, country) in enumerate(names.items()):
+        table = generate(10 + n, seed=40 + n)
+        index = table.schema.get_field_index("country_code")
+        tables[name] = table.set_column(index, "country_code", pa.array([country] * len(table)))
+        pq.write_table(tables[name], folder / name)
+
+    run_id = run_job(stack, str(folder / "history[1].parquet"), countries="all")
+    assert set(stats(published, run_id)) == {"peru"}
+    [(rows_read,)] = fetch(published, "SELECT rows_read FROM runs WHERE run_id = %s", run_id)
+    assert rows_read == len(tables["history[1].parquet"])
+
+    run_id = run_job(stack, str(folder), countries="all")
+    rows = [row for table in tables.values() for row in table.to_pylist()]
+    assert stats(published, run_id) == {
+        key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
+        for key, c in oracle.outcomes(rows, None).items()
+    }
