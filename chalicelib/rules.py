@@ -80,6 +80,14 @@ def country_key(name: str) -> str:
     return name.strip(WHITESPACE).lower()
 
 
+def column_key(name: str) -> str:
+    """The input column a stored column name stands for (one of ``INPUT_COLUMNS`` when it is
+    one): names are matched like country names, case and surrounding whitespace ignored, as
+    Spark, Athena and the Glue Data Catalog match column names (``COUNTRY_CODE`` is
+    ``country_code``)."""
+    return country_key(name)
+
+
 def decimal_number(text: str) -> float | None:
     """The number a text holds in decimal notation (``DECIMAL_NUMBER``), else ``None``."""
     trimmed = text.strip(WHITESPACE)

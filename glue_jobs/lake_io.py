@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +23,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from chalicelib import sources
+from chalicelib import rules, sources
 from chalicelib.sources import Described, InputError, is_s3, split_s3
+from glue_jobs import transforms as t
 
 #: Footers read at once (each is a small ranged read; a prefix of thousands of files stays cheap).
 _FOOTER_READERS = 16
-#: Where a Spark that wrote a file keeps its own schema in the footer.
-_SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"
 
 
 @functools.cache
@@ -57,35 +58,29 @@ class Lake:
         shutil.rmtree(self._staging, ignore_errors=True)
 
     def read_parts(self, inputs: Described) -> list[tuple[DataFrame, str]]:
-        """Exactly the described objects, as one DataFrame per distinct schema in their footers
-        (one read per schema, not per file; ``transforms.unify`` makes them one), each with how
-        to name its files. A file that is not readable parquet is an :class:`InputError` naming
-        it; nanosecond timestamps (read as numbers, see ``configure``) become timestamps."""
+        """Exactly the described objects, as one DataFrame per distinct way their footers store the
+        six input columns (one read per schema, not per file; ``transforms.unify`` makes them
+        one), each with how to name its files.
+
+        Only the six columns are read, each under its canonical name however its file spells it
+        (``rules.column_key``): a column the job does not need is never looked at, whatever its
+        type. Paths go to Spark as they are, never as glob patterns (``[1]`` in a name is those
+        three characters). A file that is not readable parquet, lacks a column or stores one
+        twice is an :class:`InputError` naming it; nanosecond timestamps (read as numbers, see
+        ``configure``) become timestamps."""
         local = self.native_s3 or inputs.source.bucket is None
         paths = inputs.uris() if local else self._download(inputs)
         names = inputs.uris()
         with ThreadPoolExecutor(max_workers=_FOOTER_READERS) as pool:
             footers = list(pool.map(self._footer, paths, names))
-        groups: dict[str, tuple[frozenset[str], list[tuple[str, str]]]] = {}
-        for path, name, (key, nanos) in zip(paths, names, footers, strict=True):
-            groups.setdefault(key, (nanos, []))[1].append((path, name))
-        parts = []
-        for nanos, files in groups.values():
-            named = _files_text([name for _, name in files], len(names))
-            try:
-                df = self.spark.read.parquet(*(path for path, _ in files))
-            except (PySparkException, Py4JJavaError) as exc:
-                problem = f"{named} is not a readable parquet file: {cause_text(exc)}"
-                raise InputError(problem) from exc
-            for column in nanos:
-                micros = f"(`{column}` - pmod(`{column}`, 1000)) div 1000"
-                df = df.withColumn(column, F.expr(f"timestamp_micros({micros})"))
-            parts.append((df, named))
-        return parts
+        groups: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
+        for path, name, (key, columns) in zip(paths, names, footers, strict=True):
+            groups.setdefault(key, (columns, []))[1].append((path, name))
+        return [self._read(columns, files, len(names)) for columns, files in groups.values()]
 
-    def _footer(self, path: str, name: str) -> tuple[str, frozenset[str]]:
-        """A file's schema as its footer states it (the grouping key: the parquet schema and
-        Spark's own, when a Spark wrote it), and its nanosecond timestamp columns."""
+    def _footer(self, path: str, name: str) -> tuple[str, Any]:
+        """The six input columns of a file as its footer states them (parquet ``Type``s, in
+        ``rules.INPUT_COLUMNS`` order) and, as the grouping key, their parquet schema."""
         jvm: Any = self.spark.sparkContext._jvm
         conf = self.spark.sparkContext._jsc.hadoopConfiguration()
         try:
@@ -96,17 +91,60 @@ class Lake:
         except Py4JJavaError as exc:
             raise InputError(f"{name} is not a readable parquet file: {cause_text(exc)}") from exc
         try:
-            meta = reader.getFooter().getFileMetaData()
+            schema = reader.getFooter().getFileMetaData().getSchema()
         finally:
             reader.close()
-        schema = meta.getSchema()
-        nanos = frozenset(
-            field.getName()
-            for field in schema.getFields()
-            if field.isPrimitive() and "NANOS" in str(field.getLogicalTypeAnnotation() or "")
+        fields = list(schema.getFields())
+        stored = t.input_columns([field.getName() for field in fields], name)
+        named = {field.getName(): field for field in reversed(fields)}  # the first of a name
+        columns = [named[stored[c]] for c in rules.INPUT_COLUMNS]
+        return "\n".join(field.toString() for field in columns), columns
+
+    def _read(
+        self, columns: list[Any], files: list[tuple[str, str]], of: int
+    ) -> tuple[DataFrame, str]:
+        """One Spark read of ``files`` (``(path, name)``), which store the six input columns as
+        ``columns``, with an explicit schema of those columns alone: the DataFrame under the
+        canonical names, and how to name the files."""
+        named = _files_text([name for _, name in files], of)
+        fields, unusable = [], []
+        for column, field in zip(rules.INPUT_COLUMNS, columns, strict=True):
+            try:
+                fields.append(self._spark_field(field))
+            except (PySparkException, Py4JJavaError) as exc:
+                stored = field.toString().strip()
+                unusable.append(f"{column} is stored as {stored!r}: {cause_text(exc)}")
+        if unusable:
+            raise InputError(f"{named}: input column(s) of an unusable type: {'; '.join(unusable)}")
+        reader = self.spark.read.schema(T.StructType(fields))
+        try:
+            df = reader.parquet(*(literal(path) for path, _ in files)).toDF(*rules.INPUT_COLUMNS)
+        except (PySparkException, Py4JJavaError) as exc:
+            problem = f"{named} is not a readable parquet file: {cause_text(exc)}"
+            raise InputError(problem) from exc
+        for column, field in zip(rules.INPUT_COLUMNS, columns, strict=True):
+            if field.isPrimitive() and "NANOS" in str(field.getLogicalTypeAnnotation() or ""):
+                micros = f"(`{column}` - pmod(`{column}`, 1000)) div 1000"
+                df = df.withColumn(column, F.expr(f"timestamp_micros({micros})"))
+        return df, named
+
+    def _spark_field(self, field: Any) -> T.StructField:
+        """The Spark type of a parquet column, as Spark's own reader infers it (this session's
+        settings: nanoseconds as numbers, INT96 as timestamps); Spark's error when it cannot
+        read the type."""
+        jvm: Any = self.spark.sparkContext._jvm
+        one = jvm.java.util.ArrayList()
+        one.add(field)
+        struct = self._converter.convert(jvm.org.apache.parquet.schema.MessageType("one", one))
+        return T.StructType.fromJson(json.loads(struct.json())).fields[0]
+
+    @functools.cached_property
+    def _converter(self) -> Any:
+        jvm: Any = self.spark.sparkContext._jvm
+        conf = self.spark._jsparkSession.sessionState().conf()
+        return jvm.org.apache.spark.sql.execution.datasources.parquet.ParquetToSparkSchemaConverter(
+            conf
         )
-        spark_schema = meta.getKeyValueMetaData().get(_SPARK_SCHEMA_KEY) or ""
-        return f"{schema.toString()}\n{spark_schema}", nanos
 
     def write_parquet(self, df: DataFrame, uri: str, partition_by: list[str]) -> str:
         """Write ``df`` under ``uri``, replacing only the partitions it holds (reruns are safe).
@@ -132,7 +170,7 @@ class Lake:
             return written.limit(0)
         folder = location.rstrip("/").rsplit("/", 1)[1].split("=")[0]  # the partition read
         schema = T.StructType([f for f in written.schema.fields if f.name != folder])
-        return self.spark.read.schema(schema).parquet(location)
+        return self.spark.read.schema(schema).parquet(literal(location))
 
     def _download(self, inputs: Described) -> list[str]:
         """Stage the described objects in a local folder, each checked to be parquet."""
@@ -160,6 +198,18 @@ class Lake:
                 _s3().delete_object(Bucket=bucket, Key=obj["Key"])
         for f in files:
             _s3().upload_file(str(f), bucket, f"{prefix}{f.relative_to(local).as_posix()}")
+
+
+#: What Hadoop reads as a glob pattern in a path: its wildcards and its escape character.
+_GLOB_CHARACTERS = re.compile(r"([\\\[\]{}*?])")
+
+
+def literal(path: str) -> str:
+    """``path`` as the glob pattern that matches that path alone (each of ``\\ [ ] { } * ?``
+    escaped). Spark globs every path it is given to read, so ``history[1].parquet`` would read
+    ``history1.parquet``; its option to turn globbing off repeats every other path once per
+    path that looks like a pattern (Spark 3.5's ``checkAndGlobPathIfNecessary``)."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", path)
 
 
 def _files_text(names: list[str], of: int) -> str:

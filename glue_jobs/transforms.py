@@ -23,6 +23,7 @@ from pyspark.sql import types as T
 
 from chalicelib import rules
 from chalicelib.sources import InputError
+from chalicelib.text import shown
 
 _TIME_TYPES = (T.StringType, T.TimestampType, T.TimestampNTZType, T.DateType)
 _NUMBER_TYPES = (T.StringType, T.NumericType)
@@ -42,23 +43,45 @@ _INF = float("inf")
 _TIME_COLUMNS = ("timestamp", "last_order_ts", "first_order_ts")
 
 
-def check_input(df: DataFrame, files: str = "input") -> DataFrame:
-    """The six input columns; fails with a message naming ``files`` and any missing or ill-typed
-    column."""
-    missing = [c for c in rules.INPUT_COLUMNS if c not in df.columns]
+def input_columns(names: Sequence[str], files: str = "input") -> dict[str, str]:
+    """Each input column's name as stored among ``names`` (matched by ``rules.column_key``);
+    fails naming ``files`` and any input column missing, or stored under two names."""
+    stored: dict[str, list[str]] = {}
+    for name in names:
+        stored.setdefault(rules.column_key(name), []).append(name)
+    missing = [c for c in rules.INPUT_COLUMNS if c not in stored]
     if missing:
         raise InputError(
             f"{files} lacks required column(s) {', '.join(missing)}; "
-            f"found {', '.join(df.columns) or 'no columns'}"
+            f"found {', '.join(shown(n) for n in names) or 'no columns'}"
         )
+    twice = [stored[c] for c in rules.INPUT_COLUMNS if len(stored[c]) > 1]
+    if twice:
+        raise InputError(
+            f"{files} stores an input column twice (names that differ only in case or"
+            " surrounding whitespace): "
+            + "; ".join(" and ".join(shown(n) for n in names) for names in twice)
+        )
+    return {c: stored[c][0] for c in rules.INPUT_COLUMNS}
+
+
+def check_input(df: DataFrame, files: str = "input") -> DataFrame:
+    """The six input columns under their own names, whatever the case of their names in ``df``;
+    fails with a message naming ``files`` and any missing, doubled or ill-typed column."""
+    stored = input_columns(df.columns, files)
     wrong = [
-        f"{c} is {df.schema[c].dataType.simpleString()}"
+        f"{c} is {df.schema[stored[c]].dataType.simpleString()}"
         for c in rules.INPUT_COLUMNS
-        if not isinstance(df.schema[c].dataType, ACCEPTED_TYPES[c])
+        if not isinstance(df.schema[stored[c]].dataType, ACCEPTED_TYPES[c])
     ]
     if wrong:
         raise InputError(f"{files}: input column(s) of an unusable type: {'; '.join(wrong)}")
-    return df.select(*rules.INPUT_COLUMNS)
+    return df.select(*(df[_quoted(stored[c])].alias(c) for c in rules.INPUT_COLUMNS))
+
+
+def _quoted(name: str) -> str:
+    """A column name as Spark resolves it literally (dots, spaces, backticks and all)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _canonical(column: str, types: list[T.DataType]) -> T.DataType:

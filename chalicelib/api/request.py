@@ -10,9 +10,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from chalicelib.api.errors import ApiError, bad_request
-from chalicelib.rules import DECIMAL_NUMBER, MAX_WHOLE_ORDERS, WHITESPACE, decimal_number
+from chalicelib.rules import MAX_WHOLE_ORDERS, WHITESPACE, decimal_number
 
 MAX_BODY_BYTES = 64 * 1024
 #: ``POST /vouchers``: customers per request, the body's size, and the fields it may give once.
@@ -36,13 +37,64 @@ _OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)"
 #: (``T`` or a space, ``HH:MM[:SS[.f]]``) and ``Z`` or an offset: ISO 8601 as Python reads it.
 TIMESTAMP_PATTERN = f"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})(?:{_TIME}{_OFFSET}?)?$"
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-_ORDERS_HINT = 'a non-negative whole number such as 15, 15.0, "15" or "15.0"'
 _SPACES = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
-#: ``total_orders`` text as the OpenAPI document states it: the pipeline's decimal notation.
-ORDERS_TEXT_PATTERN = f"^[{_SPACES}]*{DECIMAL_NUMBER}[{_SPACES}]*$"
+#: ``total_orders`` text with an exponent: the exponent 0 to this, the value below 10 to it.
+MAX_ORDERS_EXPONENT = 15
+_ORDERS_HINT = (
+    f"a non-negative whole number up to {MAX_WHOLE_ORDERS}: a JSON number, or text such as"
+    f' "15", "15.0" or "1.5e1" (an exponent from 0 to {MAX_ORDERS_EXPONENT}, the value then'
+    f" below 10^{MAX_ORDERS_EXPONENT})"
+)
+
+
+def _digits(low: int, high: int) -> str:
+    """``low`` to ``high`` digits, as a regular expression."""
+    count = "" if low == high == 1 else f"{{{low}}}" if low == high else f"{{{low},{high}}}"
+    return "" if high == 0 else f"[0-9]{count}"
+
+
+def _up_to(bound: int) -> str:
+    """The whole numbers 0 to ``bound`` (at least 10), in digits without leading zeros: fewer
+    digits than ``bound``, or as many and smaller at the first digit that differs."""
+    digits = str(bound)
+    smaller = [
+        digits[:i]
+        + (f"[{int(i == 0)}-{int(d) - 1}]" if int(d) - 1 > int(i == 0) else str(int(d) - 1))
+        + _digits(len(digits) - i - 1, len(digits) - i - 1)
+        for i, d in enumerate(digits)
+        if int(d) > int(i == 0)
+    ]
+    return "|".join(["0", f"[1-9]{_digits(0, len(digits) - 2)}", *smaller, digits])
+
+
+def _shifted(exponent: int) -> str:
+    """Mantissas whose value times 10^``exponent`` is whole and below 10^MAX_ORDERS_EXPONENT:
+    at most MAX_ORDERS_EXPONENT - ``exponent`` significant digits before the point, and none
+    but zeros after the ``exponent``-th digit after it."""
+    room = MAX_ORDERS_EXPONENT - exponent
+    whole = f"0*[1-9]{_digits(0, room - 1)}|0+" if room else "0+"
+    fraction = f"[.]{_digits(0, exponent)}0*"
+    alone = f"[.]{_digits(1, exponent)}0*" if exponent else "[.]0+"
+    return f"(?:{whole})(?:{fraction})?|{alone}"
+
+
+#: ``total_orders`` text the API accepts, as the OpenAPI document states it: a non-negative whole
+#: number in the pipeline's decimal notation (``rules.DECIMAL_NUMBER``, whitespace around it),
+#: with no sign but ``+``: digits (leading zeros allowed) and an optional fraction of zeros, up to
+#: ``MAX_WHOLE_ORDERS``; or digits and a fraction with an exponent from 0 to
+#: ``MAX_ORDERS_EXPONENT`` (``1.5e1``, ``1.500000e+01``), the value below 10^MAX_ORDERS_EXPONENT.
+#: Whole values only, exactly: a regular expression can state that much, where an exponent of
+#: any size would need arithmetic.
+ORDERS_TEXT_PATTERN = (
+    f"^[{_SPACES}]*[+]?(?:0*(?:{_up_to(MAX_WHOLE_ORDERS)})(?:[.]0*)?|[.]0+"
+    + "".join(f"|(?:{_shifted(e)})[eE][+]?0*{e}" for e in range(MAX_ORDERS_EXPONENT + 1))
+    + f")[{_SPACES}]*$"
+)
+_ORDERS_TEXT = re.compile(ORDERS_TEXT_PATTERN)
 #: Blank text: nothing but whitespace (``rules.WHITESPACE``); the document says "not" this.
 BLANK_PATTERN = f"^[{_SPACES}]*$"
-_MAX_NUMBER_TEXT = 100  # longer text is no number anyone wrote (and never converted)
+#: Longest ``total_orders`` text (the document's ``maxLength``): longer is no number anyone wrote.
+MAX_NUMBER_TEXT = 100
 
 
 @dataclass(frozen=True)
@@ -180,13 +232,17 @@ def _strict(body: dict) -> bool:
 
 
 def _orders(body: dict) -> int | None:
-    """A whole, non-negative number of orders: a JSON number, or text in the decimal notation the
-    pipeline reads (``rules.decimal_number``: ``"15"``, ``"15.0"``, ``" 1.5e1 "``)."""
+    """A whole, non-negative number of orders: a JSON number, or text as
+    ``ORDERS_TEXT_PATTERN`` states it (``"15"``, ``"15.0"``, ``" 1.5e1 "``)."""
     value = body.get("total_orders")
     if value is None:
         return None
-    if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
-        value = decimal_number(value)
+    if isinstance(value, str):
+        if len(value) <= MAX_NUMBER_TEXT and _ORDERS_TEXT.fullmatch(value):
+            return int(Decimal(value.strip(WHITESPACE)))
+        # Refused either way; a negative whole number is named as such.
+        number = decimal_number(value) if len(value) <= MAX_NUMBER_TEXT else None
+        value = number if number is not None and number < 0 else None
     if isinstance(value, int) and not isinstance(value, bool):
         orders = value
     elif isinstance(value, float) and value.is_integer():

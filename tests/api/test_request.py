@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from chalicelib.api.errors import ApiError
 from chalicelib.api.request import MAX_BODY_BYTES, parse_voucher_request
-from chalicelib.rules import WHITESPACE
+from chalicelib.rules import DECIMAL_NUMBER, WHITESPACE
 from infra.local.paths import REPO_ROOT
 
 TODAY = date(2026, 11, 24)
@@ -311,3 +313,30 @@ def test_the_document_accepts_exactly_the_total_orders_text_the_handler_accepts(
 def test_the_document_and_the_handler_agree_on_any_total_orders_text(text):
     body = {**BASE, "total_orders": text}
     assert REQUEST_SCHEMA.is_valid(body) == handler_accepts(body)
+
+
+def stated_rule(text: str) -> bool:
+    """``total_orders`` text as the document's description states it, in decimal arithmetic:
+    the notation, a whole value, at most 2^53, and with an exponent (0 to 15) below 10^15."""
+    number = text.strip(SPACES)
+    if len(text) > 100 or not re.fullmatch(DECIMAL_NUMBER, number) or number.startswith("-"):
+        return False
+    value, (_, _, exponent) = Decimal(number), number.lower().partition("e")
+    if value != value.to_integral_value():
+        return False
+    if exponent:
+        return not exponent.startswith("-") and int(exponent) <= 15 and value < 10**15
+    return value <= 2**53
+
+
+@settings(max_examples=3_000, deadline=None)
+@given(text=NUMBER_TEXT)
+def test_the_documents_pattern_is_the_rule_its_description_states(text):
+    [pattern] = [
+        s["pattern"]
+        for s in DOCUMENT["components"]["schemas"]["VoucherRequest"]["properties"]["total_orders"][
+            "oneOf"
+        ]
+        if s["type"] == "string"
+    ]
+    assert bool(re.search(pattern, text)) == stated_rule(text)
