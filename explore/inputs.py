@@ -51,7 +51,8 @@ def _filesystem(source: str) -> tuple[fs.FileSystem, str]:
 
 
 def stored_schema(source: str) -> dict:
-    """Files, rows, bytes and each column's arrow, physical and logical type as written."""
+    """Files, rows, bytes and each column's arrow, physical and logical type as written (a
+    nested column is a ``group`` of leaf columns, its logical type ``LIST``, ``MAP`` or none)."""
     filesystem, path = _filesystem(source)
     try:
         files = sorted(ds.dataset(path, filesystem=filesystem, format="parquet").files)
@@ -64,23 +65,51 @@ def stored_schema(source: str) -> dict:
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read {source} as parquet: {exc}") from exc
     first = footers[0]
-    arrow = first.schema.to_arrow_schema()
+    columns, leaf = [], 0
+    for field in first.schema.to_arrow_schema():
+        column = first.schema.column(leaf)  # the first of the field's leaf columns
+        nested = _leaves(field.type) > 1 or column.path != field.name
+        columns.append(
+            {
+                "column": field.name,
+                "arrow_type": str(field.type),
+                "physical_type": "group" if nested else column.physical_type,
+                "logical_type": _nested_logical(field.type) if nested else column.logical_type.type,
+                "compression": first.row_group(0).column(leaf).compression
+                if first.num_row_groups
+                else None,
+            }
+        )
+        leaf += _leaves(field.type)
     return {
         "files": len(files),
         "rows": sum(f.num_rows for f in footers),
         "row_groups": sum(f.num_row_groups for f in footers),
         "bytes": sum(info.size for info in filesystem.get_file_info(files)),
         "created_by": first.created_by,
-        "columns": [
-            {
-                "column": column.name,
-                "arrow_type": str(arrow.field(column.name).type),
-                "physical_type": column.physical_type,
-                "logical_type": column.logical_type.type,
-                "compression": first.row_group(0).column(i).compression
-                if first.num_row_groups
-                else None,
-            }
-            for i, column in ((i, first.schema.column(i)) for i in range(first.num_columns))
-        ],
+        "columns": columns,
     }
+
+
+def _leaves(arrow_type: pa.DataType) -> int:
+    """How many parquet leaf columns store a column of ``arrow_type``."""
+    if pa.types.is_struct(arrow_type):
+        return sum(_leaves(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+    if pa.types.is_map(arrow_type):
+        return _leaves(arrow_type.key_type) + _leaves(arrow_type.item_type)
+    if _is_list(arrow_type):
+        return _leaves(arrow_type.value_type)
+    return 1
+
+
+def _is_list(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_list(arrow_type)
+        or pa.types.is_large_list(arrow_type)
+        or pa.types.is_fixed_size_list(arrow_type)
+    )
+
+
+def _nested_logical(arrow_type: pa.DataType) -> str:
+    """The logical type parquet gives a nested column's group (a struct has none)."""
+    return "MAP" if pa.types.is_map(arrow_type) else "LIST" if _is_list(arrow_type) else "NONE"

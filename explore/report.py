@@ -297,7 +297,8 @@ def decisions(profile: dict) -> list[tuple[str, str]]:
     text_columns = [
         c["column"]
         for c in profile["stored"]["columns"]
-        if c["logical_type"] == "STRING" and c["column"] != "country_code"
+        if c["logical_type"] == "STRING"
+        and rules.column_key(c["column"]) in set(rules.INPUT_COLUMNS) - {"country_code"}
     ]
     quality = profile["quality"].values()
     empty = sum(q["columns"].get("total_orders", {}).get("empty", 0) for q in quality)

@@ -216,3 +216,28 @@ def test_an_input_that_is_not_parquet_fails_with_its_reason(spark, tmp_path, cap
 )
 def test_report_files_are_named_after_the_input(source, name):
     assert report_name(source) == name
+
+
+def test_a_file_with_upper_case_names_and_columns_spark_cannot_read_is_profiled(
+    spark, sample_file, sample_report, tmp_path
+):
+    """The report reads an input as the job does: the six columns in any case, extra columns of
+    any type (a time of day, nested lists, maps and structs) left alone but listed as stored."""
+    table = pq.read_table(sample_file)
+    table = table.rename_columns([f" {name.upper()}" for name in table.column_names])
+    rows = len(table)
+    table = table.append_column("slot", pa.array([None] * rows, pa.time64("us")))
+    meta = pa.struct([("tags", pa.list_(pa.string())), ("seen", pa.map_(pa.string(), pa.int64()))])
+    nested = pa.array([{"tags": ["a"], "seen": [("k", 1)]}] * rows, meta)
+    table = table.add_column(0, "meta", nested)
+    source = tmp_path / "upper.parquet"
+    pq.write_table(table, source)
+
+    got = jsonable(profile(spark, str(source)))
+
+    assert got["run"] == sample_report.profile["run"]
+    assert got["quality"] == sample_report.profile["quality"]
+    assert [c["column"] for c in got["stored"]["columns"]] == table.column_names
+    stored = pq.read_schema(source)
+    assert [c["arrow_type"] for c in got["stored"]["columns"]] == [str(t) for t in stored.types]
+    assert [c["physical_type"] for c in got["stored"]["columns"]][::7] == ["group", "INT64"]

@@ -513,3 +513,50 @@ def test_object_names_are_read_exactly_never_as_glob_patterns(stack, published, 
         key: (sum(c.values()), c[None], {r: n for r, n in c.items() if r})
         for key, c in oracle.outcomes(rows, None).items()
     }
+
+
+def java_written(spark, path, rows: list[dict]) -> bytes:
+    """``rows`` written by parquet-mr, the Java writer of Hive and most JVM exporters, with an
+    extra ``INTERVAL`` column (12 bytes: months, days, milliseconds), a parquet type Spark's
+    reader refuses and pyarrow cannot write. The six columns as text, the amount a double."""
+    jvm = spark.sparkContext._jvm
+    text = " ".join(
+        f"optional binary {c.upper()} (UTF8);" for c in rules.INPUT_COLUMNS if c != "voucher_amount"
+    )
+    schema = jvm.org.apache.parquet.schema.MessageTypeParser.parseMessageType(
+        f"message export {{ {text} optional double VOUCHER_AMOUNT;"
+        " optional fixed_len_byte_array(12) DELIVERY_WINDOW (INTERVAL); }"
+    )
+    writer = (
+        jvm.org.apache.parquet.hadoop.example.ExampleParquetWriter.builder(
+            jvm.org.apache.hadoop.fs.Path(str(path))
+        )
+        .withType(schema)
+        .build()
+    )
+    groups = jvm.org.apache.parquet.example.data.simple.SimpleGroupFactory(schema)
+    for row in rows:
+        group = groups.newGroup()
+        for column, value in row.items():
+            group.add(column.upper(), value if column == "voucher_amount" else str(value))
+        window = bytes([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0])  # 1 month, 2 days, 3 ms
+        group.add(
+            "DELIVERY_WINDOW", jvm.org.apache.parquet.io.api.Binary.fromConstantByteArray(window)
+        )
+        writer.write(group)
+    writer.close()
+    return path.read_bytes()
+
+
+def test_an_interval_column_as_java_writers_store_it_never_fails_a_run(
+    stack, published, s3, spark, tmp_path
+):
+    rows = [
+        {**GOOD, "first_order_ts": "2018-01-05", "voucher_amount": 2640.0, "total_orders": n}
+        for n in (1, 2, 2, 5, 0)
+    ]
+    body = java_written(spark, tmp_path / "export.parquet", rows)
+    run_id = run_job(stack, upload(s3, stack, "incoming/java.parquet", body), countries="all")
+    assert stats(published, run_id) == {
+        "peru": (5, 3, {"duplicate_row": 1, "zero_orders_with_order_dates": 1})
+    }
