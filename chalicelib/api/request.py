@@ -91,6 +91,11 @@ ORDERS_TEXT_PATTERN = (
     + f")[{_SPACES}]*$"
 )
 _ORDERS_TEXT = re.compile(ORDERS_TEXT_PATTERN)
+_EXPONENTS = "|".join(str(e) for e in range(MAX_ORDERS_EXPONENT + 1))
+#: The ``ORDERS_TEXT_PATTERN`` text whose value is 0 (the document: then no order dates).
+ZERO_ORDERS_TEXT_PATTERN = (
+    f"^[{_SPACES}]*[+]?(?:0+(?:[.]0*)?|[.]0+)(?:[eE][+]?0*(?:{_EXPONENTS}))?[{_SPACES}]*$"
+)
 #: Blank text: nothing but whitespace (``rules.WHITESPACE``); the document says "not" this.
 BLANK_PATTERN = f"^[{_SPACES}]*$"
 #: Longest ``total_orders`` text (the document's ``maxLength``): longer is no number anyone wrote.

@@ -12,7 +12,12 @@ import pytest
 from openapi_spec_validator import validate
 
 from app import app
-from chalicelib.api.request import BLANK_PATTERN, ORDERS_TEXT_PATTERN, TIMESTAMP_PATTERN
+from chalicelib.api.request import (
+    BLANK_PATTERN,
+    ORDERS_TEXT_PATTERN,
+    TIMESTAMP_PATTERN,
+    ZERO_ORDERS_TEXT_PATTERN,
+)
 from chalicelib.api.run_history import LIMIT_PATTERN
 from chalicelib.rules import SEGMENT_RULES
 from infra.local.paths import REPO_ROOT
@@ -406,6 +411,17 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
     }
     [text] = [t for t in schema["total_orders"]["oneOf"] if t["type"] == "string"]
     assert text["pattern"] == ORDERS_TEXT_PATTERN  # the pipeline's notation, from rules
+    [zero] = [
+        rule
+        for rule in document["components"]["schemas"]["VoucherRequest"]["allOf"]
+        if "total_orders" in rule["if"]["properties"]
+    ]
+    assert zero["if"]["properties"]["total_orders"]["anyOf"][1]["pattern"] == (
+        ZERO_ORDERS_TEXT_PATTERN
+    )
+    assert zero["then"]["properties"] == {
+        d: {"type": "null"} for d in ("first_order_ts", "last_order_ts")
+    }
     # The handlers' own checks, as the document states them.
     [country] = document["paths"]["/selection_criteria"]["get"]["parameters"]
     assert country["schema"]["not"] == schema["country_code"]["not"] == {"pattern": BLANK_PATTERN}

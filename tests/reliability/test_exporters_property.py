@@ -1,19 +1,20 @@
 """Property: any parquet a real exporter writes is processed per the SPEC.
 
 Each example writes two to four files under one folder with pyarrow, each with physical types of
-its own per column (text, int32/int64, float/double, decimal; date32, timestamps in ms/us/ns with
-or without UTC adjustment, INT96; plain, dictionary-encoded and large strings), holding a random
-mix of good, bad and extreme values: dates of any era (year 1 sentinels, 1500, 9999), text times
-with offsets and Unicode padding, odd number text (``3d``, ``0x1p2``, ``1_000``, ``NaN``, Arabic
-digits), country names padded with no-break and ideographic spaces, and exact duplicates (within a
-file, and across files that share a schema). The whole job runs on the folder (read, rules,
-lake outputs, the run's record and publish), and its per-country rows in, kept, rejected by
-reason, selections and fallbacks must equal the SPEC computed from the files as pyarrow reads them
-(``tests/oracle.py``).
+its own per column (text plain, large or dictionary-encoded; int16/int32/int64, uint32/uint64,
+float/double, decimal; date32, timestamps in ms/us/ns with or without UTC adjustment, INT96),
+holding a random mix of good, bad and extreme values: dates of any era (year 1 sentinels, 1500,
+9999), text times with offsets and Unicode padding, odd number text (``3d``, ``0x1p2``,
+``1_000``, ``NaN``, Arabic digits), country names padded with no-break and ideographic spaces,
+and exact duplicates (within a file, and across files that share a schema). The whole job runs
+on the folder (read, rules, lake outputs, the run's record and publish), and its per-country rows
+in, kept, rejected by reason, selections and fallbacks must equal the SPEC computed from the
+files as pyarrow reads them (``tests/oracle.py``). The second property writes the same files
+again with the six column names in any case and padding, among extra columns of every type
+pyarrow writes: the job's results must not change.
 
-Bounded in ``make test``; ``HYPOTHESIS_PROFILE=exporters-deep`` runs hundreds of examples with
-shrinking (README, "Tests").
-"""
+Bounded in ``make test``; ``HYPOTHESIS_PROFILE=deep`` runs hundreds of examples with shrinking
+(README, "Tests and benchmarks")."""
 
 from __future__ import annotations
 
