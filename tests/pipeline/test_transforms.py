@@ -275,6 +275,31 @@ def test_extra_columns_are_ignored(spark):
     assert t.check_input(df).columns == list(rules.INPUT_COLUMNS)
 
 
+def test_input_columns_are_matched_in_any_case_and_padding_never_twice():
+    names = ["a.b", "TIMESTAMP", " Country_Code\u00a0", "last_order_ts", "x`y"]
+    names += ["First_Order_Ts", "\u3000TOTAL_ORDERS", "voucher_amount\t", "voucher amount"]
+    assert t.input_columns(names) == {
+        "timestamp": "TIMESTAMP",
+        "country_code": " Country_Code\u00a0",
+        "last_order_ts": "last_order_ts",
+        "first_order_ts": "First_Order_Ts",
+        "total_orders": "\u3000TOTAL_ORDERS",
+        "voucher_amount": "voucher_amount\t",
+    }
+    with pytest.raises(t.InputError, match="'voucher_amount\\\\t' and 'Voucher_Amount'"):
+        t.input_columns([*names, "Voucher_Amount"], "b.parquet")
+    with pytest.raises(t.InputError, match="b.parquet lacks required column.s. total_orders;"):
+        t.input_columns([n for n in names if "ORDERS" not in n], "b.parquet")
+
+
+def test_check_input_gives_the_columns_their_own_names_whatever_the_others_hold(spark):
+    renamed = frame(spark, {}).toDF("TimeStamp", "COUNTRY_CODE ", *REAL_SCHEMA.fieldNames()[2:])
+    odd = renamed.selectExpr("*", "1 AS `a.b`", "2 AS `x``y`", "3 AS `Total Orders`")
+    checked = t.check_input(odd)
+    assert checked.columns == list(rules.INPUT_COLUMNS)
+    assert checked.collect() == frame(spark, {}).collect()
+
+
 def test_selection_is_the_most_used_amount_and_a_tie_goes_to_the_lower(spark):
     changes = (
         [{"voucher_amount": 4400.0, "timestamp": f"2018-07-21 10:00:0{i}"} for i in range(2)]
