@@ -64,10 +64,10 @@ class Lake:
 
         Only the six columns are read, each under its canonical name however its file spells it
         (``rules.column_key``): a column the job does not need is never looked at, whatever its
-        type. Paths go to Spark as they are, never as glob patterns (``[1]`` in a name is those
-        three characters). A file that is not readable parquet, lacks a column or stores one
-        twice is an :class:`InputError` naming it; nanosecond timestamps (read as numbers, see
-        ``configure``) become timestamps."""
+        type. Paths are read literally, never as glob patterns (:func:`literal`: ``[1]`` in a
+        name is those three characters). A file that is not readable parquet, lacks a column or
+        stores one twice is an :class:`InputError` naming it; nanosecond timestamps (read as
+        numbers, see ``configure``) become timestamps."""
         local = self.native_s3 or inputs.source.bucket is None
         paths = inputs.uris() if local else self._download(inputs)
         names = inputs.uris()
