@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 
 from chalicelib import rules, sources
 from chalicelib.sources import Described, InputError, is_s3, split_s3
+from chalicelib.text import shown
 from glue_jobs import transforms as t
 
 #: Footers read at once (each is a small ranged read; a prefix of thousands of files stays cheap).
@@ -89,7 +90,15 @@ class Lake:
             )
             reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
         except Py4JJavaError as exc:
-            raise InputError(f"{name} is not a readable parquet file: {cause_text(exc)}") from exc
+            unknown = ", ".join(shown(column) for column in self._unknown_logical_types(path))
+            why = (
+                f"column(s) {unknown} have a logical type that this Spark's parquet library does"
+                " not know, such as FLOAT16 (a half float, pyarrow's float16), and then it reads"
+                " no column of the file; store them as float32, or leave them out"
+                if unknown
+                else cause_text(exc)
+            )
+            raise InputError(f"{name} is not a readable parquet file: {why}") from exc
         try:
             schema = reader.getFooter().getFileMetaData().getSchema()
         finally:
@@ -99,6 +108,33 @@ class Lake:
         named = {field.getName(): field for field in reversed(fields)}  # the first of a name
         columns = [named[stored[c]] for c in rules.INPUT_COLUMNS]
         return "\n".join(field.toString() for field in columns), columns
+
+    def _unknown_logical_types(self, path: str) -> list[str]:
+        """The columns of a file whose logical type parquet-mr, this Spark's parquet library, does
+        not know (FLOAT16 before parquet-java 1.14): it then fails to read the file's footer at
+        all (a NullPointerException). Read from the footer's Thrift structure itself, which
+        leaves an unknown logical type unset; none when even that cannot be read."""
+        jvm: Any = self.spark.sparkContext._jvm
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        try:
+            source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(
+                jvm.org.apache.hadoop.fs.Path(path), conf
+            )
+            stream = source.newStream()
+            try:
+                stream.seek(source.getLength() - 8)  # the footer's length, then PAR1
+                size = sum(stream.read() << 8 * i for i in range(4))
+                stream.seek(source.getLength() - 8 - size)
+                meta = jvm.org.apache.parquet.format.Util.readFileMetaData(stream)
+            finally:
+                stream.close()
+        except Py4JJavaError:
+            return []
+        return [
+            element.getName()
+            for element in meta.getSchema()
+            if element.isSetLogicalType() and element.getLogicalType().getSetField() is None
+        ]
 
     def _read(
         self, columns: list[Any], files: list[tuple[str, str]], of: int

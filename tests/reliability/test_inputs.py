@@ -11,6 +11,7 @@ import io
 import math
 from decimal import Decimal
 
+import numpy
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -560,3 +561,18 @@ def test_an_interval_column_as_java_writers_store_it_never_fails_a_run(
     assert stats(published, run_id) == {
         "peru": (5, 3, {"duplicate_row": 1, "zero_orders_with_order_dates": 1})
     }
+
+
+def test_a_half_float_column_fails_the_run_saying_which_and_why(stack, published, s3):
+    """Spark 3.5's parquet library (parquet-mr 1.13) cannot read the footer of a file that has
+    a FLOAT16 column (pyarrow's float16), so no column of it can be read, not even the six: the
+    run fails naming the file, the column and what to do."""
+    table = generate(50, seed=38)
+    half = pa.array(numpy.arange(len(table), dtype=numpy.float16), pa.float16())
+    source = upload(s3, stack, "incoming/half.parquet", parquet(table.append_column("ratio", half)))
+    with pytest.raises(Exception, match="."):
+        run_job(stack, source, run_id="run-half")
+    [(status, error)] = fetch(published, "SELECT status, error FROM runs WHERE run_id = 'run-half'")
+    assert status == "failed" and "incoming/half.parquet is not a readable parquet file" in error
+    assert "column(s) 'ratio' have a logical type" in error and "FLOAT16" in error, error
+    assert lake_objects(s3, stack.lake, "run-half") == []
