@@ -37,8 +37,8 @@ PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv lock unit java lint test up down status clean pipeline run serve package deploy bench-api \
-	bench-pipeline bench
+.PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile package \
+	deploy bench-api bench-pipeline bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -108,6 +108,9 @@ run: venv java up ## the main job: stack up, sample data (or DATA=path) uploaded
 
 serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
 	@$(SERVE)
+
+reconcile: venv up ## one reconciler tick now: every upload under incoming/ gets its run (the pump: every minute)
+	$(LOCAL_ENV) $(PY) -m infra.local.events reconcile
 
 # Further verbs (bench, eda, package) go below, each with a `## help` text.
 

@@ -3,9 +3,9 @@ handlers. The work lives in ``chalicelib``."""
 
 import os
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
-from chalicelib import job_events, uploads
+from chalicelib import job_events, reconciler, uploads
 from chalicelib import migrate as migrations
 from chalicelib.api import edge, routes
 
@@ -21,6 +21,11 @@ def one_error_shape(event, get_response):
 @app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
 def on_upload(event):
     uploads.handle(event)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile(event):
+    reconciler.handle()
 
 
 @app.on_cw_event(job_events.pattern(os.environ.get("GLUE_JOB_NAME", "voucher-selection")))

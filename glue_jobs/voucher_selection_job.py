@@ -17,8 +17,8 @@ import os
 import signal
 import sys
 
+from chalicelib import runs
 from chalicelib.rules import DEFAULT_COUNTRIES, min_segment_rows
-from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
 from glue_jobs import session
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     from awsglue.utils import getResolvedOptions
 
     given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
-    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])
+    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])  # JOB_RUN_ID included
     return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
 
 
@@ -85,9 +85,10 @@ def options_from(args: dict[str, str]) -> JobOptions:
         if args.get(name):
             os.environ[name.upper()] = args[name]
     return JobOptions(
+        job_run_id=args.get("JOB_RUN_ID") or f"pid {os.getpid()}",
         source=args["source"],
         countries=args["countries"],
-        run_id=args["run_id"] or new_run_id(),
+        run_id=args["run_id"] or runs.new_run_id(),
         curated_location=args["curated_location"],
         rejected_location=args["rejected_location"],
         catalog_database=args["catalog_database"],
@@ -113,14 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: Why a job run may find nothing to do: not an error. S3 repeats events; an object overwritten
+#: before its run started is run by its newer version's event (the run's record says so); a job
+#: started twice for one run leaves it to the job run that took it.
+NOTHING_TO_DO = (
+    runs.AlreadyProcessed,
+    runs.ObjectChanged,
+    runs.AlreadyRunning,
+    runs.AlreadyFinished,
+)
+
+
 def _run_once(spark, options: JobOptions) -> RunOutcome | None:
-    """Run, or say why there is nothing to do (not an error: S3 repeats events, and an object
-    overwritten before its run started is run by its newer version's event; the run's record
-    says so)."""
+    """Run, or say why there is nothing to do."""
     try:
         return run(spark, options)
-    except (AlreadyProcessed, ObjectChanged) as done:
-        print(f"{options.source} was {done}; nothing to do", flush=True)
+    except NOTHING_TO_DO as done:
+        print(f"{options.source}: {done}; nothing to do", flush=True)
         return None
 
 

@@ -212,6 +212,17 @@ def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
     return pump
 
 
+#: The quiet period of dataset folders in tests (``DATASET_QUIET_SECONDS``).
+QUIET_S = 3
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """Dataset folders without a marker run once quiet for ``QUIET_S`` seconds."""
+    monkeypatch.setenv("DATASET_QUIET_SECONDS", str(QUIET_S))
+    return QUIET_S
+
+
 @pytest.fixture
 def glue(uploads, spark, monkeypatch):
     """The handler starts a Glue job of this test's own on the endpoint, which records job runs

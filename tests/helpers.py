@@ -8,6 +8,8 @@ import io
 import ipaddress
 import json
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -264,6 +266,74 @@ def settle(pump, db, key: str, runs: int = 1, timeout_s: float = 240) -> list[tu
         if len(found) >= runs and all(s in ("succeeded", "failed") for _, s, _ in found):
             return found
     raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
+
+
+def reconcile(client) -> None:
+    """One tick of the reconciler, as EventBridge's schedule invokes it (``app.reconcile``)."""
+    from infra.local.events import scheduled_event
+
+    client.lambda_.invoke("reconcile", scheduled_event())
+
+
+def converge(pump, client, db, key: str, runs: int = 1, timeout_s: float = 240) -> list[tuple]:
+    """Pump the queue and tick the reconciler (once a second) until ``key`` has ``runs`` runs,
+    none waiting, queued or running; return them."""
+    deadline, tick = time.monotonic() + timeout_s, 0.0
+    while time.monotonic() < deadline:
+        pump.poll_once()
+        if time.monotonic() >= tick:
+            reconcile(client)
+            tick = time.monotonic() + 1
+        found = runs_of(db, key)
+        if len(found) >= runs and all(s in ("succeeded", "failed") for _, s, _ in found):
+            return found
+    raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
+
+
+def drained(pump, timeout_s: float = 60) -> None:
+    """Pump until the queue holds nothing, visible or in flight (delayed checks included)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pump.poll_once()
+        counts = pump.sqs.get_queue_attributes(
+            QueueUrl=pump.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        if not any(int(n) for n in counts.values()):
+            return
+    raise AssertionError(f"the upload queue still holds messages: {counts}")
+
+
+@contextlib.contextmanager
+def black_hole():
+    """A TCP endpoint on loopback that accepts connections and never answers (a hung service);
+    yields its URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 def pump_for(pump, seconds: float) -> int:

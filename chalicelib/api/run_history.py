@@ -26,7 +26,11 @@ SELECT r.run_id, run_status(r), r.requested_by,
        r.created_at, r.started_at, r.finished_at,
        CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
             THEN round(extract(epoch FROM now() - r.heartbeat_at), 1)::float END,
-       r.lease_seconds, r.rows_read, r.rows_out_of_scope, r.published_countries,
+       r.lease_seconds,
+       CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
+            THEN r.status_reason END,
+       r.start_attempts, r.notes,
+       r.rows_read, r.rows_out_of_scope, r.published_countries,
        run_error(r), r.min_segment_rows,
        coalesce((SELECT json_agg(json_build_object(
                     'country_code', s.country, 'rows_in', s.rows_in, 'rows_kept', s.rows_kept,
@@ -50,6 +54,9 @@ _FIELDS = (
     "finished_at",
     "heartbeat_age_seconds",
     "lease_seconds",
+    "status_reason",
+    "start_attempts",
+    "notes",
     "rows_read",
     "rows_out_of_scope",
     "published_countries",

@@ -13,7 +13,6 @@ import io
 import json
 
 import pandas as pd
-import pytest
 
 from tests.helpers import (
     fetch,
@@ -25,14 +24,6 @@ from tests.helpers import (
     served,
     settle,
 )
-
-QUIET_S = 3
-
-
-@pytest.fixture
-def quiet(monkeypatch):
-    monkeypatch.setenv("DATASET_QUIET_SECONDS", str(QUIET_S))
-    return QUIET_S
 
 
 def parts(tmp_path, seeds: tuple[int, ...], rows: int = 1_500) -> list[bytes]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib import uploads as upload_handler
+from chalicelib import intake as upload_intake
 from glue_jobs import lake_io
 from infra.local import aws, events, localstack
 from infra.local import catalog as local_catalog
@@ -72,7 +72,7 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
         "JOB_LOG_DIR": str(tmp_path / "runs"),
     }.items():
         monkeypatch.setenv(name, value)
-    for cached in (upload_handler._client, lake_io._s3):  # built for the other endpoint
+    for cached in (upload_intake._client, lake_io._s3):  # built for the other endpoint
         cached.cache_clear()
     from app import on_upload
 
@@ -80,7 +80,7 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
     while pump.poll_once():  # S3's test event, if the emulator sends one
         pass
     yield settings, s3, pump
-    for cached in (upload_handler._client, lake_io._s3):
+    for cached in (upload_intake._client, lake_io._s3):
         cached.cache_clear()
 
 

@@ -64,6 +64,7 @@ CHALICE_NAMES = {
     "APIHandler": "api_handler",
     "OnUpload": "on_upload",
     "OnJobState": "on_job_state",
+    "Reconcile": "reconcile",
     "Migrate": "migrate",
 }
 
