@@ -37,8 +37,8 @@ PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile package \
-	deploy bench-api bench-pipeline bench
+.PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile faults package \
+	deploy bench-api bench-pipeline bench-reconciler bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -109,6 +109,11 @@ run: venv java up ## the main job: stack up, sample data (or DATA=path) uploaded
 serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
 	@$(SERVE)
 
+faults: venv java up ## the long fault-injection run: FAULTS_ROUNDS (20) seeded rounds, figures into reports/faults/
+	rm -rf reports/faults && mkdir -p reports/faults
+	FAULTS_ROUNDS=$${FAULTS_ROUNDS:-20} FAULTS_REPORT_DIR=reports/faults $(PY) -m pytest \
+		tests/reliability/test_convergence_property.py -p no:randomly $(PYTEST_ARGS)
+
 reconcile: venv up ## one reconciler tick now: every upload under incoming/ gets its run (the pump: every minute)
 	$(LOCAL_ENV) $(PY) -m infra.local.events reconcile
 
@@ -126,7 +131,10 @@ bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into
 bench-pipeline: venv java up ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
 	$(PY) -m benchmarks.bench_pipeline --write docs/benchmarks.md
 
-bench: bench-pipeline bench-api ## both benchmarks
+bench-reconciler: venv up ## a reconciler tick's time and S3 requests at 1,000 and 10,000 objects, into docs
+	$(LOCAL_ENV) $(PY) -m benchmarks.bench_reconciler --write docs/benchmarks.md
+
+bench: bench-pipeline bench-api bench-reconciler ## every benchmark
 
 .PHONY: eda
 eda: venv java $(if $(filter s3://%,$(DATA)),up) ## profile DATA (default: the real history, else a sample) into reports/

@@ -20,7 +20,7 @@ def one_error_shape(event, get_response):
 
 @app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
 def on_upload(event):
-    uploads.handle(event)
+    uploads.handle(record.body for record in event)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

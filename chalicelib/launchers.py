@@ -90,14 +90,15 @@ class GlueLauncher:
             import boto3  # lazily: never at import time
             from botocore.config import Config
 
-            # A start answers in a second or is refused: short timeouts and one retry keep a
-            # hanging endpoint from outliving the handler (its run is started again anyway).
+            # A start answers in a second or is refused. It is never retried here (a retry after
+            # a timeout may start a second job run; the reconciler retries, and a second job run
+            # leaves the run to the first), and a hanging endpoint cannot outlive the handler.
             self._client = boto3.client(
                 "glue",
                 config=Config(
                     connect_timeout=3,
-                    read_timeout=5,
-                    retries={"mode": "standard", "max_attempts": 2},
+                    read_timeout=15,
+                    retries={"mode": "standard", "total_max_attempts": 1},
                 ),
             )
         return self._client

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from chalicelib import runs, sources
 from chalicelib.intake import Intake, version_of
+from chalicelib.launchers import Launcher
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +201,15 @@ def _save(conn, done: Tick) -> None:
         )
 
 
-def handle() -> dict:
-    """The scheduled handler's work: one tick over the raw bucket, on a connection of its own."""
+def handle(launcher: Launcher | None = None) -> dict:
+    """The scheduled handler's work: one tick over the raw bucket, on a connection of its own
+    (``launcher``: the configured one by default)."""
     from chalicelib import db, launchers
 
     conn = db.connect(statement_timeout_ms=30_000, application_name="voucher-selection-reconciler")
     try:
-        done = tick(conn, Intake(conn, launchers.from_env()), os.environ["RAW_BUCKET"])
+        intake = Intake(conn, launcher or launchers.from_env())
+        done = tick(conn, intake, os.environ["RAW_BUCKET"])
         return asdict(done) if done else {"skipped": "another tick is running"}
     finally:
         conn.close()

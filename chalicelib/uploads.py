@@ -11,11 +11,13 @@ still taken in by the reconciler once the fault is gone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote_plus
 
 from chalicelib.intake import DatasetCheck, Intake
+from chalicelib.launchers import Launcher
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,14 @@ def take_in(intake: Intake, body: str) -> list[str]:
     ]
 
 
-def handle(event) -> list[str]:
-    """The SQS handler's work: reconcile the keys the batch's notifications name."""
+def handle(bodies: Iterable[str], launcher: Launcher | None = None) -> list[str]:
+    """The SQS handler's work: reconcile the keys the batch's messages name (``launcher``: the
+    configured one by default)."""
     from chalicelib import db, launchers
 
     conn = db.connect(statement_timeout_ms=10_000, application_name="voucher-selection-uploads")
     try:
-        intake = Intake(conn, launchers.from_env())
-        return [run_id for record in event for run_id in take_in(intake, record.body)]
+        intake = Intake(conn, launcher or launchers.from_env())
+        return [run_id for body in bodies for run_id in take_in(intake, body)]
     finally:
         conn.close()

@@ -275,7 +275,7 @@ def reconcile(client) -> None:
     client.lambda_.invoke("reconcile", scheduled_event())
 
 
-def converge(pump, client, db, key: str, runs: int = 1, timeout_s: float = 240) -> list[tuple]:
+def converge(pump, client, db, key: str, runs: int = 1, timeout_s: float = 600) -> list[tuple]:
     """Pump the queue and tick the reconciler (once a second) until ``key`` has ``runs`` runs,
     none waiting, queued or running; return them."""
     deadline, tick = time.monotonic() + timeout_s, 0.0

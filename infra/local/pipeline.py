@@ -100,7 +100,7 @@ def _latest_run(settings: Settings, key: str, since: datetime) -> tuple | None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT run_id, run_status(runs), run_error(runs) FROM runs"
+                "SELECT run_id, run_status(runs), run_error(runs), status_reason FROM runs"
                 " WHERE source_bucket = %s AND source_key = %s AND created_at >= %s"
                 " ORDER BY created_at DESC LIMIT 1",
                 (settings.raw_bucket, key, since),
@@ -118,18 +118,11 @@ def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
     while time.monotonic() < deadline:
         found = _latest_run(settings, key, since)
         if found:
-            run_id, status, error = found
-            if announced != status and status in ("waiting", "queued"):
-                print(
-                    f"run {run_id}: {status}"
-                    + (
-                        " (a dataset: until _SUCCESS or a quiet period)"
-                        if status == "waiting"
-                        else ""
-                    ),
-                    flush=True,
-                )
-                announced = status
+            run_id, status, error, reason = found
+            said = f"run {run_id}: {status}" + (f" ({reason})" if reason else "")
+            if announced != said and status in ("waiting", "queued"):
+                print(said, flush=True)
+                announced = said
             log = settings.state_dir / "runs" / f"{run_id}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
             print(text[printed:], end="", flush=True)
