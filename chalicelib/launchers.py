@@ -152,8 +152,8 @@ class LocalLauncher:
         with open(self.log_dir / "slots.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             live = 0
-            for slot in slots.iterdir():
-                if alive(int(slot.read_text() or 0)):
+            for slot in slots.iterdir():  # one file a supervisor, named by its pid
+                if alive(int(slot.name)):
                     live += 1
                 else:
                     slot.unlink(missing_ok=True)
@@ -179,7 +179,7 @@ class LocalLauncher:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # like a Glue run, it outlives the handler
             )
-        (self.log_dir / "slots" / run_id).write_text(str(supervisor.pid))
+        (self.log_dir / "slots" / str(supervisor.pid)).touch()
 
 
 def alive(pid: int) -> bool:
