@@ -153,7 +153,7 @@ class LocalLauncher:
             fcntl.flock(lock, fcntl.LOCK_EX)
             live = 0
             for slot in slots.iterdir():  # one file a supervisor, named by its pid
-                if alive(int(slot.name)):
+                if slot.name.isdigit() and alive(int(slot.name)):
                     live += 1
                 else:
                     slot.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ def test_the_local_launcher_starts_no_more_jobs_than_allowed(tmp_path):
         slots.mkdir()
         (slots / str(sleeper.pid)).touch()  # a supervised job is running
         (slots / "999999999").touch()  # one that ended: its slot is free again
+        (slots / "20261207T040642Z-24b4af25").touch()  # not a slot: cleared
         launcher = launchers.LocalLauncher(tmp_path, max_concurrent=1)
         with pytest.raises(launchers.NoCapacity, match="1 local job"):
             launcher.start("run-1", "s3://raw/incoming/a.parquet", "Peru")
