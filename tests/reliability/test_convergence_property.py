@@ -171,7 +171,20 @@ class Round:
     def body(self, rows: int) -> bytes:
         return sample_bytes(self.tmp, rows=rows, seed=self.rng.randrange(10**6))
 
+    def clear_bucket(self) -> None:
+        """Start from an empty ``incoming/``: the session's bucket holds earlier rounds' objects
+        (their runs are gone with the tables), which the reconciler would take in again."""
+        bucket = self.buckets.raw
+        for upload in self.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            self.s3.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                self.s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
     def upload_all(self) -> None:
+        self.clear_bucket()
         for n, kind in enumerate(self.kinds):
             rows = self.rng.choice((300, 600))
             if kind == "file":
