@@ -23,6 +23,11 @@ def amount(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def amount_or_none(value: float | None) -> int | float | None:
+    """:func:`amount`, where there may be none."""
+    return None if value is None else amount(value)
+
+
 def _encode(value: object) -> str:
     if isinstance(value, date):  # datetimes too
         return value.isoformat()

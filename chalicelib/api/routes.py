@@ -19,6 +19,7 @@ from chalice.app import Response
 
 from chalicelib.api.batch import answer_vouchers
 from chalicelib.api.criteria import selection_criteria
+from chalicelib.api.detail import parse_details
 from chalicelib.api.errors import ApiError, internal_error
 from chalicelib.api.request import parse_batch, parse_voucher_request
 from chalicelib.api.responses import (
@@ -95,8 +96,10 @@ def vouchers():
 @api.route("/selection_criteria", methods=["GET"])
 @answers
 def criteria():
-    query = api.current_request.query_params
-    return selection_criteria(default_store().published(), query.get("country") if query else None)
+    query = api.current_request.query_params or {}
+    details = parse_details(query.get("detail"))
+    store = default_store()
+    return selection_criteria(store.published(), query.get("country"), details, store.read)
 
 
 @api.route("/search_voucher", methods=["GET"])

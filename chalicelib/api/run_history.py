@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from chalicelib.api.errors import bad_request, not_found
-from chalicelib.api.responses import amount
+from chalicelib.api.responses import amount_or_none
 from chalicelib.runs import SelectionChange, changes_of
 
 DEFAULT_LIMIT = 20
@@ -93,16 +93,12 @@ def one_run(conn, run_id: str) -> dict:
 
 def _change(change: SelectionChange) -> dict:
     """A selection the run changed; amounts as answers show them."""
-
-    def shown_amount(value: float | None) -> int | float | None:
-        return None if value is None else amount(value)
-
     return {
         "country_key": change.country_key,
         "segment_name": change.segment_name,
         "segment": change.segment,
-        "old_voucher_amount": shown_amount(change.old_amount),
-        "new_voucher_amount": shown_amount(change.new_amount),
+        "old_voucher_amount": amount_or_none(change.old_amount),
+        "new_voucher_amount": amount_or_none(change.new_amount),
         "old_share": change.old_share,
         "new_share": change.new_share,
         "replaced_run_id": change.replaced_run_id,
