@@ -25,6 +25,9 @@ from psycopg2.extras import execute_values
 from chalicelib import metrics
 from chalicelib.rules import MIN_SEGMENT_ROWS, SEGMENT_RULES, SegmentRule, rules_to_rows
 
+#: A run's statuses, in the order a run goes through them (the ``runs`` table's check).
+RUN_STATUSES = ("waiting", "queued", "running", "succeeded", "failed")
+
 #: Tables holding a run's results, keyed by run_id (names are constants, never input).
 RESULT_TABLES = (
     "run_country_stats",

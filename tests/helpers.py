@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import pandas as pd
 import pyarrow.parquet as pq
 import schemathesis
+from psycopg2.sql import SQL, Identifier
 from pyspark.sql import types as T
 from schemathesis import GenerationMode
 
@@ -239,6 +240,18 @@ def independent_usage(df: pd.DataFrame, top: int) -> dict[tuple, list[tuple]]:
 
 
 # ------------------------------------------------------------------------- the database's view
+
+
+def empty_tables(conn) -> None:
+    """Empty every table of the database but ``schema_migrations``."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
+        )
+        tables = [Identifier(row[0]) for row in cur.fetchall()]
+        if tables:
+            cur.execute(SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(SQL(", ").join(tables)))
 
 
 def fetch(db, sql: str, *params) -> list[tuple]:

@@ -8,19 +8,15 @@ and the criteria without details never pay for them.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from chalicelib.api.errors import bad_request
+from chalicelib.api.request import parse_names
 from chalicelib.runs import AmountUsage
 
-#: The details a caller may ask for, by name.
+#: The details a caller may ask for, by name (``?detail=usage,changes``).
 DETAILS = ("usage", "changes")
-#: ``detail``: one or more of ``DETAILS``, comma-separated (the OpenAPI document's pattern).
-DETAIL_PATTERN = f"^({'|'.join(DETAILS)})(,({'|'.join(DETAILS)}))*$"
-_DETAIL = re.compile(DETAIL_PATTERN)
 
 #: How many of a country's last publishing runs ``changes`` looks back over.
 RECENT_RUNS = 10
@@ -31,15 +27,7 @@ Choice = tuple[str, str | None, str | None]
 
 def parse_details(text: str | None) -> frozenset[str]:
     """The details asked for (none without the parameter); 400 for any other value."""
-    if text is None:
-        return frozenset()
-    if not _DETAIL.fullmatch(text):
-        raise bad_request(
-            "invalid_field",
-            f"detail must be one or more of {', '.join(DETAILS)}, comma-separated",
-            "detail",
-        )
-    return frozenset(text.split(","))
+    return frozenset() if text is None else parse_names(text, DETAILS, "detail")
 
 
 @dataclass(frozen=True)
