@@ -11,8 +11,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -24,7 +25,11 @@ from schemathesis import GenerationMode
 from chalicelib import rules
 from chalicelib.runs import new_run_id
 from glue_jobs import voucher_selection_job
+from infra.local.paths import REPO_ROOT
 from scripts.generate_data import write
+
+#: Where browser tests save their screenshots (git-ignored: look at them, never commit them).
+SCREENSHOTS = REPO_ROOT / "reports" / "screenshots"
 
 #: The SPEC's sample request.
 RESULT_TABLES = (
@@ -89,6 +94,52 @@ def schema_of(api_url: str, max_examples: int):
         deterministic=True,
     )
     return schema
+
+
+# ------------------------------------------------------------------------------- pages in Chromium
+
+
+@dataclass
+class Tab:
+    """A browser tab on the local API, offline: what it did besides showing the page."""
+
+    context: object
+    page: object
+    #: Script errors and console errors (a CSP violation is one).
+    problems: list[str] = field(default_factory=list)
+    #: Requests that left the local API (refused).
+    outside: list[str] = field(default_factory=list)
+    #: Every request to the API: (method, path and query, its x-api-key or None).
+    calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def offline_tab(browser, api_url: str, width: int = 1100, height: int = 1400):
+    """A new browser context and tab where any request outside ``api_url`` fails."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = Tab(context, None)
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(api_url)
+            else (tab.outside.append(route.request.url), route.abort())
+        ),
+    )
+    tab.page = context.new_page()
+    tab.page.on("pageerror", lambda error: tab.problems.append(str(error)))
+    tab.page.on("console", lambda m: tab.problems.append(m.text) if m.type == "error" else None)
+
+    def called(request) -> None:
+        url = urlsplit(request.url)
+        where = url.path + (f"?{url.query}" if url.query else "")
+        tab.calls.append((request.method, where, request.headers.get("x-api-key")))
+
+    tab.page.on("request", called)
+    try:
+        yield tab
+    finally:
+        context.close()
 
 
 # --------------------------------------------------------------------------- input files and runs

@@ -6,33 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.paths import REPO_ROOT
-
-SCREENSHOTS = REPO_ROOT / "reports" / "screenshots"
+from tests.helpers import SCREENSHOTS, offline_tab
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def page(browser, local_api, published):
-    context = browser.new_context(viewport={"width": 1100, "height": 1400})
     # Offline: any request that leaves the local API fails the test below.
-    outside = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(local_api)
-            else (outside.append(route.request.url), route.abort())
-        ),
-    )
-    tab = context.new_page()
-    problems = []  # script errors and console errors (a CSP violation is one)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    tab.goto(f"{local_api}/search_voucher")
-    yield tab
-    context.close()
+    with offline_tab(browser, local_api) as tab:
+        tab.page.goto(f"{local_api}/search_voucher")
+        yield tab.page
+    outside, problems = tab.outside, tab.problems
     assert outside == [], f"the page fetched outside resources: {outside}"
     assert [p for p in problems if "status of 400" not in p] == []
 
