@@ -11,7 +11,7 @@ from chalicelib.api.errors import ApiError
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
-#: The search page is self-contained: it may run its inline code and call this API, nothing else.
+#: The pages are self-contained: they may run their inline code and call this API, nothing else.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
