@@ -246,6 +246,15 @@ def published(db):
     return db
 
 
+@pytest.fixture
+def published_with_usage(db):
+    """Latvia and China published by a run from before usage was recorded, then Peru with its
+    usage (``sample_runs.with_usage``); yields the database connection."""
+    sample_runs.publish(db, "run-before-usage", sample_runs.FIRST)
+    sample_runs.publish(db, "run-with-usage", sample_runs.with_usage())
+    return db
+
+
 @pytest.fixture(scope="session")
 def local_api(database_url, tmp_path_factory):
     """The API under ``chalice local`` on the test database."""

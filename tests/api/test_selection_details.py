@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.api.detail import RECENT_RUNS
-from chalicelib.runs import USAGE_TOP_AMOUNTS, AmountUsage, Fallback, Selection
+from chalicelib.runs import USAGE_TOP_AMOUNTS
 from scripts import sample_runs
-from scripts.sample_runs import PERU, PERU_FALLBACK
+from scripts.sample_runs import PERU
 from tests.helpers import assert_error, get
 
 
@@ -24,36 +24,7 @@ def choices(body: dict) -> dict:
     return found
 
 
-def bars(name, segment, amounts, other=None):
-    """A choice's usage rows: ``amounts`` as (amount, rows) by position, then ``other`` as
-    (rows, amounts) past the limit."""
-    usage = [
-        AmountUsage("peru", name, segment, i + 1, amount, rows)
-        for i, (amount, rows) in enumerate(amounts)
-    ]
-    if other:
-        usage.append(AmountUsage("peru", name, segment, len(amounts) + 1, None, *other))
-    return usage
-
-
-@pytest.fixture
-def with_usage(db):
-    """Peru published with its usage (segment 180+ past the limit), then Latvia and China by a
-    run from before usage was recorded."""
-    sample_runs.publish(db, "run-before-usage", sample_runs.FIRST)
-    result = sample_runs.run_result(("peru", "Peru", PERU, PERU_FALLBACK, 5000))
-    result.selections[-1] = Selection("peru", "recency_segment", "180+", 2640.0, 30, 60, 4400.0, 20)
-    kept = result.countries[0].rows_kept
-    result.fallbacks = [Fallback("peru", 2640.0, kept - 979, kept, 4400.0, 979)]
-    many = [(2640.0, 30), (4400.0, 20)] + [(100.0 + i, 1) for i in range(USAGE_TOP_AMOUNTS - 2)]
-    result.usage = bars("recency_segment", "180+", many, other=(2, 2)) + bars(
-        None, None, [(2640.0, kept - 979), (4400.0, 979)]
-    )
-    sample_runs.publish(db, "run-with-usage", result)
-    return db
-
-
-def test_the_usage_behind_each_choice_is_shown_on_request(client, with_usage):
+def test_the_usage_behind_each_choice_is_shown_on_request(client, published_with_usage):
     status, plain = get(client, "/selection_criteria")
     assert status == 200
     shown = {field for c in choices(plain).values() for field in ("usage", "changes") if field in c}
