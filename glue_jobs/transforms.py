@@ -408,6 +408,9 @@ def usage(kept: DataFrame, top: int = USAGE_TOP_AMOUNTS) -> DataFrame:
         .select("country_key", "voucher_amount", "rows", F.explode(_choices()).alias("choice"))
         .select("country_key", "choice.*", "voucher_amount", "rows")
         .where(F.col("segment_name").isNull() | F.col("segment").isNotNull())
+        # Rows of a choice together once: the sum per amount, the ranking and the cut below
+        # then need no shuffle of their own (their input is a few rows per amount).
+        .repartition(*choice)
         .groupBy(*choice, "voucher_amount")
         .agg(F.sum("rows").alias("rows"))
     )
