@@ -28,7 +28,7 @@ API_URL = http://127.0.0.1:$(PORT)
 SAMPLE_REQUEST = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00", \
 	"first_order_ts": "2017-05-03 00:00:00", "total_orders": 15, "segment_name": "recency_segment"}
 SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
-	"  search page: $(API_URL)/search_voucher" && \
+	"  pages: $(API_URL)/search_voucher  $(API_URL)/selection  $(API_URL)/runs/page" && \
 	printf "  try: curl -s %s/voucher -H 'Content-Type: application/json' -d '%s'\n" \
 	"$(API_URL)" '$(SAMPLE_REQUEST)' && \
 	exec $(PY) -m infra.local.serve --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local

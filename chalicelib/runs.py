@@ -8,8 +8,9 @@ event runs are once per object. Waiting and queued runs wait as long as they mus
 its job's heartbeat renews: past it, the run is failed (``abandoned``) for every reader and for
 good, which the database enforces (``runs_fence``): its job can neither renew the lease nor
 publish, and no finished run changes status. A run finishes in one transaction that writes its
-statistics, the segment rules, the selections and fallbacks, then points ``published_country`` at
-it; a failed run only records its error, so whatever was published before keeps serving.
+statistics, the segment rules, the selections and fallbacks with the usage behind them, then
+points ``published_country`` at it; a failed run only records its error, so whatever was
+published before keeps serving.
 """
 
 from __future__ import annotations
@@ -27,14 +28,24 @@ from psycopg2.extras import execute_values
 from chalicelib import metrics
 from chalicelib.rules import MIN_SEGMENT_ROWS, SEGMENT_RULES, SegmentRule, rules_to_rows
 
+#: A run's statuses, in the order a run goes through them (the ``runs`` table's check).
+RUN_STATUSES = ("waiting", "queued", "running", "succeeded", "failed")
+
 #: Tables holding a run's results, keyed by run_id (names are constants, never input).
 RESULT_TABLES = (
     "run_country_stats",
     "segment_rules",
     "voucher_selection",
     "country_fallback",
+    "voucher_usage",
     "selection_changes",
 )
+
+#: How many amounts the usage behind a choice names, most used first; the rest are summed as one
+#: "other" bucket. Ten bars and the bucket stay legible in a chart at a phone's width, bound what a
+#: run publishes per segment (and what the job brings to its driver) whatever the input holds, and
+#: always include the winner and the runner-up (the real history uses 3 to 5 amounts a country).
+USAGE_TOP_AMOUNTS = 10
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,22 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class AmountUsage:
+    """The kept rows of one voucher amount behind a choice, at its ``position`` (1: the chosen
+    amount). ``segment_name`` and ``segment`` are ``None`` for the country's fallback. Past the
+    top ``USAGE_TOP_AMOUNTS`` positions, one "other" bucket (``voucher_amount`` ``None``) sums
+    the rows of the ``amounts`` it holds."""
+
+    country_key: str
+    segment_name: str | None
+    segment: str | None
+    position: int
+    voucher_amount: float | None
+    voucher_rows: int
+    amounts: int = 1
+
+
+@dataclass(frozen=True)
 class SelectionChange:
     """A selection that differs from the one of the run it replaced (``replaced_run_id``, ``None``
     for a country's first result); ``segment_name``/``segment`` are ``None`` for the fallback, an
@@ -112,6 +139,8 @@ class RunResult:
     selections: list[Selection] = field(default_factory=list)
     fallbacks: list[Fallback] = field(default_factory=list)
     min_segment_rows: int = MIN_SEGMENT_ROWS
+    #: The usage behind every selection and fallback (none for results made without it).
+    usage: list[AmountUsage] = field(default_factory=list)
 
     @property
     def publishable_keys(self) -> list[str]:
@@ -733,7 +762,8 @@ def _stats_row(stats: CountryStats) -> dict:
 def publish_run(
     conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
 ) -> list[str]:
-    """Write the run's statistics and results and publish them, all in one transaction.
+    """Write the run's statistics and results (the usage behind them included) and publish
+    them, all in one transaction.
 
     A country moves to this run unless the run serving it read a newer object; a run asked for
     by hand publishes in any case. Each country published records the selections that differ
@@ -758,6 +788,7 @@ def publish_run(
         _insert_rows(cur, "segment_rules", run_id, rules_to_rows(rules))
         _insert_rows(cur, "voucher_selection", run_id, [asdict(s) for s in result.selections])
         _insert_rows(cur, "country_fallback", run_id, [asdict(f) for f in result.fallbacks])
+        _insert_rows(cur, "voucher_usage", run_id, [asdict(u) for u in result.usage])
         replaced = _serving(cur, result.publishable_keys)
         published = []
         if result.publishable_keys:

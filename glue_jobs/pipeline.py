@@ -2,8 +2,9 @@
 
 The steps are the pure functions of :mod:`glue_jobs.transforms`; this module wires them to the
 lake and the database, records the run, and reports progress. Only aggregates reach the driver:
-the repeated row hashes stay in Spark; the tally has a row per country, voucher amount and pair of
-segments (and per country and reason), as many as the input has amounts, never one per row.
+the repeated row hashes stay in Spark; the tally has, per country, a row per reason and, per choice
+(the fallback and each segment), one per amount up to ``runs.USAGE_TOP_AMOUNTS`` and one "other"
+row: bounded whatever the input's rows and amounts.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def phase(spark: SparkSession, name: str) -> Iterator[None]:
 def build_result(
     tallied: DataFrame, rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
 ) -> runs.RunResult:
-    """Collect the tally (:func:`glue_jobs.transforms.tally`) and reduce it on the driver."""
+    """Collect the tally (:func:`glue_jobs.transforms.tally`, already ranked and bounded in
+    Spark) and read it as the run's result on the driver."""
     return result_from_tally(
         (row.asDict() for row in tallied.collect()), rows_read, min_segment_rows
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from chalice.test import Client
-from psycopg2 import sql
 
 from chalicelib.api.store import default_store
 from chalicelib.migrate import migrate
@@ -25,9 +24,10 @@ from infra.local import catalog as local_catalog
 from infra.local import s3 as local_s3
 from infra.local import stack as local_services
 from infra.local.processes import free_port
-from infra.local.serve import serving
+from infra.local.serve import LOCAL_API_KEY, serving
 from infra.local.settings import REPO_ROOT, from_env
 from scripts import sample_runs
+from tests.helpers import empty_tables
 
 #: A stage absent from .chalice/config.json: the tests' environment reaches the handlers as it is.
 TEST_STAGE = "test"
@@ -129,16 +129,7 @@ def database_url(local_stack):
 def db(database_url):
     """A connection to the test database, every table but schema_migrations emptied first."""
     conn = psycopg2.connect(database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT tablename FROM pg_tables"
-            " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
-        )
-        tables = [sql.Identifier(row[0]) for row in cur.fetchall()]
-        if tables:
-            cur.execute(
-                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(tables))
-            )
+    empty_tables(conn)
     yield conn
     conn.close()
 
@@ -266,12 +257,32 @@ def published(db):
     return db
 
 
+@pytest.fixture
+def published_with_usage(db):
+    """Latvia and China published by a run from before usage was recorded, then Peru with its
+    usage (``sample_runs.with_usage``); yields the database connection."""
+    sample_runs.publish(db, "run-before-usage", sample_runs.FIRST)
+    sample_runs.publish(db, "run-with-usage", sample_runs.with_usage())
+    return db
+
+
 @pytest.fixture(scope="session")
 def local_api(database_url, tmp_path_factory):
     """The API under ``chalice local`` on the test database."""
     log = tmp_path_factory.mktemp("chalice-local") / "server.log"
     with serving({**os.environ, "CACHE_TTL_SECONDS": "0"}, log, TEST_STAGE) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def keyed_api(database_url, tmp_path_factory):
+    """The API under ``chalice local`` as a stage that requires the API key (prod), on the test
+    database: ``(url, key)``; keyed routes answer only with ``x-api-key: key``."""
+    key = uuid.uuid4().hex
+    env = {**os.environ, "CACHE_TTL_SECONDS": "0", "API_KEY_REQUIRED": "true", LOCAL_API_KEY: key}
+    log = tmp_path_factory.mktemp("chalice-local-keyed") / "server.log"
+    with serving(env, log, TEST_STAGE) as url:
+        yield url, key
 
 
 @pytest.fixture

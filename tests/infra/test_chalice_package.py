@@ -91,7 +91,15 @@ def _security(built) -> dict[str, list]:
 
 #: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product.
 KEYED = {"POST /voucher", "POST /vouchers", "GET /runs", "GET /runs/{run_id}"}
-OPEN = {"GET /selection_criteria", "GET /search_voucher", "GET /health", "GET /openapi.json"}
+#: The pages' HTML holds no data: public, while what they read is keyed.
+OPEN = {
+    "GET /selection_criteria",
+    "GET /search_voucher",
+    "GET /selection",
+    "GET /runs/page",
+    "GET /health",
+    "GET /openapi.json",
+}
 
 
 def test_prod_asks_for_the_api_key_on_every_route_with_data_and_dev_on_none(packaged):
@@ -135,6 +143,8 @@ def test_every_gateway_refusal_answers_in_the_error_shape_with_a_documented_code
             responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"]["application/json"]
         )
         assert unknown == edge.unknown_route().body()  # as chalice local answers it
+        keyless = json.loads(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])
+        assert keyless == edge.api_key_required().body()  # as a keyed local stage answers it
 
 
 @pytest.mark.skipif(

@@ -177,3 +177,39 @@ def test_only_the_job_run_holding_a_run_renews_it_and_a_second_job_run_leaves_it
     runs.start_run(db, "twice", source(), ("peru",), job_run_id=retry)
     assert runs.renew_lease(db, "twice", retry)
     assert status_of(db, "twice")[:2] == ("running", "running")
+
+
+def with_usage(amount: float, rows: int) -> runs.RunResult:
+    """Peru's fallback chosen among ``amount`` (``rows`` kept rows) and 4400 (one row)."""
+    stats = runs.CountryStats("peru", "Peru", rows + 1, rows + 1, {}, {})
+    return runs.RunResult(
+        rows_read=rows + 1,
+        rows_out_of_scope=0,
+        countries=[stats],
+        fallbacks=[runs.Fallback("peru", amount, rows, rows + 1, 4400.0, 1)],
+        usage=[
+            runs.AmountUsage("peru", None, None, 1, amount, rows),
+            runs.AmountUsage("peru", None, None, 2, 4400.0, 1),
+        ],
+    )
+
+
+def test_the_usage_is_published_with_the_rest_of_the_run_or_not_at_all(db):
+    event_run(db, "first", source())
+    runs.publish_run(db, "first", with_usage(2640.0, 2))
+    event_run(db, "second", source(etag="e2", minutes=1))
+    broken = with_usage(1760.0, 5)
+    broken.usage.append(runs.AmountUsage("peru", None, None, 3, 8800.0, 0))  # no rows: refused
+    with pytest.raises(psycopg2.IntegrityError, match="voucher_usage"):
+        runs.publish_run(db, "second", broken)
+    db.rollback()
+    assert published(db) == {"peru": "first"}
+    with db.cursor() as cur:
+        for table in runs.RESULT_TABLES:
+            cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = 'second'")  # noqa: S608
+            assert cur.fetchone() == (0,), f"{table} holds rows of the run that failed"
+        cur.execute(
+            "SELECT position, voucher_amount, voucher_rows, amounts FROM voucher_usage"
+            " WHERE run_id = 'first' ORDER BY position"
+        )
+        assert cur.fetchall() == [(1, 2640.0, 2, 1), (2, 4400.0, 1, 1)]
