@@ -213,11 +213,20 @@ def start_runs(conn, launcher, bodies: list[str], countries: str | None = None) 
     return [run_id for body in bodies for run_id in intake.handle(body)]
 
 
+def connection():
+    """The handler's connection: the writer's, with a statement timeout."""
+    from chalicelib import db
+
+    return db.connect(
+        statement_timeout_ms=10_000, application_name="voucher-selection-uploads", role=db.WRITER
+    )
+
+
 def handle(event) -> list[str]:
     """The SQS handler's work: start the runs the batch's upload notifications call for."""
-    from chalicelib import db, launchers
+    from chalicelib import launchers
 
-    conn = db.connect(statement_timeout_ms=10_000, application_name="voucher-selection-uploads")
+    conn = connection()
     try:
         return start_runs(conn, launchers.from_env(), [record.body for record in event])
     finally:
