@@ -5,12 +5,20 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import job_events, uploads
+from chalicelib import job_events, logs, uploads
 from chalicelib import migrate as migrations
 from chalicelib.api import edge, routes
 
+logs.configure()  # INFO, JSON lines: every function's log (chalicelib/logs.py)
 app = Chalice(app_name="voucher-selection")
 app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py
+
+
+@app.middleware("all")
+def request_id_on_every_line(event, get_response):
+    """Every function, whatever its trigger: its lines carry the invocation's request id."""
+    with logs.invocation(getattr(event, "lambda_context", None) or getattr(event, "context", None)):
+        return get_response(event)
 
 
 @app.middleware("http")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib import metrics, runs
+from chalicelib import logs, metrics, runs
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def fail_unrecorded(conn, detail: dict) -> str | None:
         return None
     failed = runs.fail_job_run(conn, job_run_id, error_of(detail))
     if failed:
-        log.error("run %s failed: %s", failed, error_of(detail))
+        log.error("run %s failed: %s", failed, error_of(detail), extra=logs.run(failed))
     elif state != "SUCCEEDED":  # the job recorded its failure itself: count the failure here
         metrics.run_failed(job_run_id, f"glue {state}")
     return failed

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-from chalicelib import rules, runs, sources
+from chalicelib import logs, rules, runs, sources
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,9 @@ class Intake:
             recorded = runs.record_failed(
                 self.conn, runs.new_run_id(), upload.source, self.keys, problem
             )
-            log.info("%s: %s", recorded or "already recorded", problem)
+            log.info(
+                "%s: %s", recorded or "already recorded", problem, extra=logs.run(recorded or "")
+            )
             return []
         run_id = runs.queue_run(self.conn, runs.new_run_id(), upload.source, self.keys)
         if run_id is None:
@@ -154,7 +156,13 @@ class Intake:
         )
         check = DatasetCheck(upload.bucket, folder.key, seen_at.isoformat())
         self._send_check(check, self.quiet_s)
-        log.info("run %s waits for dataset s3://%s/%s", run_id, upload.bucket, folder.key)
+        log.info(
+            "run %s waits for dataset s3://%s/%s",
+            run_id,
+            upload.bucket,
+            folder.key,
+            extra=logs.run(run_id),
+        )
 
     def _check(self, check: DatasetCheck) -> list[str]:
         waiting = runs.dataset_waiting(self.conn, check.bucket, check.prefix, self.keys)
@@ -186,15 +194,17 @@ class Intake:
     def _launch(self, run_id: str, uri: str) -> str:
         """Start the job; when that fails, the run is failed and the error raised, so the
         message goes back to the queue and a later delivery (or the dead-letter queue) takes it."""
-        try:
-            job_run_id = self.launcher.start(run_id, uri, self.countries)
-        except Exception as exc:
-            error = f"could not start the job: {type(exc).__name__}: {exc}"
-            runs.fail_run(self.conn, run_id, error)
-            raise
-        if job_run_id:
-            runs.set_job_run(self.conn, run_id, job_run_id)
-        log.info("queued run %s for %s", run_id, uri)
+        with logs.about_run(run_id):
+            try:
+                job_run_id = self.launcher.start(run_id, uri, self.countries)
+            except Exception as exc:
+                error = f"could not start the job: {type(exc).__name__}: {exc}"
+                runs.fail_run(self.conn, run_id, error)
+                log.error("run %s failed: %s", run_id, error)
+                raise
+            if job_run_id:
+                runs.set_job_run(self.conn, run_id, job_run_id)
+            log.info("queued run %s for %s (job run %s)", run_id, uri, job_run_id or "local")
         return run_id
 
     def _send_check(self, check: DatasetCheck, delay_s: int) -> None:

@@ -9,6 +9,7 @@ segments (and per country and reason), as many as the input has amounts, never o
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -241,7 +242,11 @@ def heartbeat(run_id: str, lease_s: int) -> Iterator[None]:
             except psycopg2.Error as exc:
                 log.warning("run %s: heartbeat not recorded: %s", run_id, error_message(exc))
 
-    thread = threading.Thread(target=beat, name=f"heartbeat {run_id}", daemon=True)
+    # The thread logs with the run's context (its id on every line).
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(beat,), name=f"heartbeat {run_id}", daemon=True
+    )
     thread.start()
     try:
         yield

@@ -17,12 +17,14 @@ import os
 import signal
 import sys
 
+from chalicelib import logs
 from chalicelib.rules import DEFAULT_COUNTRIES, min_segment_rows
 from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
 from glue_jobs import session
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
+log = logging.getLogger("voucher_selection")
 _LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
 #: Job arguments: name -> (default, help). ``None`` marks the required one.
 ARGUMENTS: dict[str, tuple[str | None, str]] = {
@@ -99,17 +101,19 @@ def options_from(args: dict[str, str]) -> JobOptions:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
-    logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    logging.getLogger("voucher_selection").setLevel(logging.INFO)
+    logs.configure()  # JSON lines at INFO, each with the run's id
     args = parse_args(argv)
     options = options_from(args)
-    if not on_glue(argv):
-        outcome = _run_once(session.local(), options)
-    else:
-        with session.glue_job(args) as spark:
-            outcome = _run_once(spark, options)
-    if outcome:
-        print(format_summary(outcome), flush=True)
+    with logs.about_run(options.run_id):
+        if not on_glue(argv):
+            outcome = _run_once(session.local(), options)
+        else:
+            with session.glue_job(args) as spark:
+                outcome = _run_once(spark, options)
+        if outcome and on_glue(argv):
+            log.info("run summary\n%s", format_summary(outcome))
+        elif outcome:  # a run asked for here: the summary for the person who asked
+            print(format_summary(outcome), flush=True)
     return 0
 
 
@@ -120,7 +124,7 @@ def _run_once(spark, options: JobOptions) -> RunOutcome | None:
     try:
         return run(spark, options)
     except (AlreadyProcessed, ObjectChanged) as done:
-        print(f"{options.source} was {done}; nothing to do", flush=True)
+        log.info("%s was %s; nothing to do", options.source, done)
         return None
 
 

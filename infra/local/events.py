@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "stop":
         print("pump       " + ("stopped" if stop(settings) else "not running"))
     else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        # No level here: the app sets its own when it loads (INFO), as in Lambda.
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
         os.environ.update(settings.env())
         from app import on_upload
 
