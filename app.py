@@ -26,7 +26,14 @@ def one_error_shape(event, get_response):
     return edge.one_error_shape(get_response(event))
 
 
-@app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
+# At most UPLOAD_MAX_CONCURRENCY uploads handled at once (the stage's setting, read when Chalice
+# packages the app): each holds a database connection, and a folder of thousands of parts must
+# not open thousands. The queue keeps the rest.
+@app.on_sqs_message(
+    queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"),
+    batch_size=1,
+    maximum_concurrency=int(os.environ.get("UPLOAD_MAX_CONCURRENCY", "2")),
+)
 def on_upload(event):
     uploads.handle(event)
 

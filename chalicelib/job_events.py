@@ -46,8 +46,18 @@ def fail_unrecorded(conn, detail: dict) -> str | None:
     return failed
 
 
+def report(conn, detail: dict) -> str | None:
+    """Fail the event's run if its job left it unfinished (:func:`fail_unrecorded`), then count
+    how its run ended and how long it took (the dashboard's runs, the run-duration alarm)."""
+    failed = fail_unrecorded(conn, detail)
+    ended = runs.ended(conn, detail.get("jobRunId") or "")
+    if ended:
+        metrics.run_ended(*ended)
+    return failed
+
+
 def handle(detail: dict) -> str | None:
     """The EventBridge handler's work, on a connection of its own."""
     from chalicelib import db
 
-    return db.with_connection(fail_unrecorded, detail, application_name="voucher-selection-jobs")
+    return db.with_connection(report, detail, application_name="voucher-selection-jobs")

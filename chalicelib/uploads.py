@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-from chalicelib import logs, rules, runs, sources
+from chalicelib import logs, metrics, rules, runs, sources
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ class Intake:
         started = []
         for upload in uploads_in(body):
             kind = sources.kind_of(upload.key, upload.size)
+            if kind in ("file", "part"):
+                metrics.upload_received(upload.uri)
             if kind == "file":
                 started += self._file(upload)
             elif kind == "part":

@@ -36,10 +36,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "run_id": ("", "the run's id (default: a new one from the time)"),
     "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
     "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
-    "db_secret_arn": ("", "Secrets Manager secret with the database username and password"),
-    "db_host": ("", "database host (with --db_secret_arn)"),
-    "db_port": ("", "database port (with --db_secret_arn)"),
-    "db_name": ("", "database name (with --db_secret_arn)"),
+    "db_host": ("", "database host (the job logs in as the writer role with an IAM token)"),
+    "db_port": ("", "database port (with --db_host)"),
+    "db_name": ("", "database name (with --db_host)"),
     "run_lease_seconds": (
         "",
         "seconds a run may go without a heartbeat before it counts as abandoned (default 300)",
@@ -83,7 +82,7 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 def options_from(args: dict[str, str]) -> JobOptions:
     """JobOptions from parsed arguments; database and lease arguments go to the environment
     that ``db`` and ``runs`` read."""
-    for name in ("db_secret_arn", "db_host", "db_port", "db_name", "run_lease_seconds"):
+    for name in ("db_host", "db_port", "db_name", "run_lease_seconds"):
         if args.get(name):
             os.environ[name.upper()] = args[name]
     return JobOptions(

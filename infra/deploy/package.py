@@ -1,8 +1,10 @@
 """Build what a deploy uploads, into ``dist/`` (``make package [STAGE=dev]``).
 
 - ``dist/<stage>/app/``: ``chalice package --stage <stage>`` with the overlay
-  ``infra/cloudformation/chalice-overlay.yaml`` merged in: ``sam.yaml`` (the app stack's template)
-  and ``deployment.zip`` (every Lambda function's code and ``requirements.txt``).
+  ``infra/cloudformation/chalice-overlay.yaml`` merged in and every function's log group,
+  logging, errors alarm and dashboard widgets added (``infra/deploy/app_stack.py``): ``sam.yaml``
+  (the app stack's template) and ``deployment.zip`` (every Lambda function's code and
+  ``requirements.txt``).
 - ``dist/glue/``: the job's entry script and ``voucher_libs.zip`` (the ``glue_jobs`` and
   ``chalicelib`` packages, for ``--extra-py-files``); with ``--wheel``, also the psycopg2-binary
   wheel Glue installs when the private subnets have no NAT.
@@ -21,6 +23,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from infra.deploy import app_stack
 from infra.deploy.templates import CHALICE_OVERLAY, REPO_ROOT
 
 DIST = REPO_ROOT / "dist"
@@ -70,7 +75,10 @@ def chalice_package(stage: str, out_dir: Path, project_dir: Path = REPO_ROOT) ->
     )
     if done.returncode != 0:
         raise PackageError(f"chalice package --stage {stage} failed:\n{done.stdout}{done.stderr}")
-    return out_dir / "sam.yaml"
+    template = out_dir / "sam.yaml"
+    completed = app_stack.complete(yaml.safe_load(template.read_text()))
+    template.write_text(yaml.safe_dump(completed, sort_keys=False))
+    return template
 
 
 def top_level_names(zip_path: Path) -> set[str]:
