@@ -1,5 +1,6 @@
-"""Logs people can search: every function, loaded as Lambda loads it, writes JSON lines at INFO
-with the invocation's request id and the run's id; so does the job.
+"""Logs people can search, and the metrics the dashboard and alarms read: every function, loaded
+as Lambda loads it, writes JSON lines at INFO with the invocation's request id and the run's id
+(so does the job); uploads, runs by outcome and run durations are emitted as they happen.
 
 Lambda's Python runtime puts one handler on the root logger and leaves the level at WARNING
 unless ``AWS_LAMBDA_LOG_LEVEL`` is set (the stage's LoggingConfig sets it; ``chalice deploy``
@@ -17,6 +18,7 @@ import uuid
 
 import pytest
 
+from chalicelib import job_events, metrics
 from infra.local import events
 from infra.local import s3 as local_s3
 from infra.local.settings import REPO_ROOT
@@ -131,6 +133,8 @@ def test_on_upload_logs_json_lines_at_info_with_request_and_run_ids(
     assert queued[0]["message"].startswith(f"queued run {runs['incoming/logs.parquet']}")
     assert [line["level"] for line in about["incoming/logs.csv"]] == ["INFO"]
     assert "not parquet" in about["incoming/logs.csv"][0]["message"]
+    uploads = [line["uri"] for line in lines if line.get(metrics.UPLOADS) == 1]
+    assert sorted(uploads) == sorted(f"s3://{buckets.raw}/{key}" for key in runs)
     logged = [line for line in lines if "_aws" not in line]  # EMF metric lines aside
     assert logged and all(line["requestId"] == REQUEST_ID for line in logged)
     assert {"timestamp", "level", "message", "logger"} <= set(logged[0])
@@ -190,3 +194,41 @@ def test_the_job_logs_json_lines_each_with_its_run_id(function_env, buckets, tmp
     assert all(line["run_id"] == run_id for line in logged)
     assert all(line["level"] == "INFO" for line in logged if "_aws" not in line)
     assert f"Run {run_id}:" in done.stdout  # and, run by hand, its summary for the person
+
+
+def emitted(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+@pytest.mark.parametrize(("state", "status"), [("SUCCEEDED", "succeeded"), ("FAILED", "failed")])
+def test_glue_saying_a_job_run_ended_counts_its_run_by_outcome_and_duration(
+    db, database_url, capsys, state, status
+):
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO runs (run_id, source_key, status, job_run_id, started_at, finished_at)"
+            " VALUES ('run-ended', 'incoming/x.parquet', %s, 'jr_1',"
+            " now() - interval '95 seconds', now())",
+            (status,),
+        )
+    capsys.readouterr()
+    job_events.handle({"state": state, "jobRunId": "jr_1", "jobName": "voucher-selection"})
+    lines = emitted(capsys.readouterr().out)
+    [runs] = [line for line in lines if metrics.RUNS in line]
+    assert (runs["Outcome"], runs["run_id"]) == (status, "run-ended")
+    assert runs["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage", "Outcome"]]
+    [duration] = [line for line in lines if metrics.RUN_DURATION in line]
+    assert duration[metrics.RUN_DURATION] == pytest.approx(95, abs=1)
+    assert duration["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "Seconds"
+
+
+def test_a_job_run_whose_run_is_unfinished_is_failed_then_counted(db, database_url, capsys):
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO runs (run_id, source_key, status, job_run_id, started_at, heartbeat_at,"
+            " lease_seconds) VALUES ('run-killed', 'k', 'running', 'jr_2', now(), now(), 300)"
+        )
+    job_events.handle({"state": "TIMEOUT", "jobRunId": "jr_2", "message": "Timeout"})
+    lines = emitted(capsys.readouterr().out)
+    assert [line["Outcome"] for line in lines if metrics.RUNS in line] == ["failed"]
+    assert [line["cause"] for line in lines if metrics.FAILED_RUNS in line] == ["job run ended"]
