@@ -38,7 +38,7 @@ PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
 .PHONY: help venv lock unit java lint test up down status clean pipeline run serve package deploy bench-api \
-	bench-pipeline bench
+	bench-pipeline bench chalice-project
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
@@ -116,6 +116,9 @@ package: venv ## build dist/ for STAGE (dev): chalice package + app template, th
 
 deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,subnet-b (docs/deploy.md)
 	$(PY) -m infra.deploy.deploy --stage $(STAGE)
+
+chalice-project: venv ## save STAGE's values from its deployed data stacks: then `chalice deploy --stage STAGE`
+	$(PY) -m infra.deploy.chalice_project --stage $(STAGE)
 
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md

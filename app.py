@@ -5,10 +5,11 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import job_events, logs, uploads
+from chalicelib import chalice_cli, job_events, logs, uploads
 from chalicelib import migrate as migrations
 from chalicelib.api import edge, routes
 
+chalice_cli.follow_the_rendered_stage()  # `chalice deploy --stage dev` at the root
 logs.configure()  # INFO, JSON lines: every function's log (chalicelib/logs.py)
 app = Chalice(app_name="voucher-selection")
 app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py

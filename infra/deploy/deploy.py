@@ -211,12 +211,13 @@ def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) 
     settings rendered from ``values`` (the data plane's outputs)."""
     account = session.client("sts").get_caller_identity()["Account"]
     pseudo = chalice_project_module.pseudo_parameters(
-        stage, session.region_name, account, "voucher-selection"
+        stage, session.region_name, account, chalice_project_module.APP_NAME
     )
+    chalice_project_module.save(stage, {**values, **pseudo})
     out = chalice_project_module.render(
-        stage, {**values, **pseudo}, package.DIST / stage / "chalice-deploy"
+        stage, {**values, **pseudo}, chalice_project_module.project_dir(stage)
     )
-    echo(f"rendered {out.relative_to(templates.REPO_ROOT)} for chalice deploy")
+    echo(f"rendered {out.relative_to(templates.REPO_ROOT)}: chalice deploy --stage {stage} works")
     return out
 
 
@@ -248,8 +249,8 @@ def summary(values: Mapping[str, str]) -> str:
             f"upload to:    s3://{values['RawBucketName']}/incoming/<name>.parquet",
             f"dead letters: {values['UploadDeadLetterQueueUrl']}",
             f"alarms:       {values.get('AlarmTopicArn', '?')} (SNS; ALARM_EMAIL subscribes)",
-            f"or by hand:   chalice --project-dir dist/{values.get('Stage', '<stage>')}/"
-            f"chalice-deploy deploy --stage {values.get('Stage', '<stage>')}",
+            f"or by hand:   chalice deploy --stage {values.get('Stage', '<stage>')}"
+            " (at the project's root)",
             f"Glue job:     {values['GlueJobName']} (logs: {values['GlueLogGroupName']})",
         ]
     )
