@@ -30,7 +30,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from infra.deploy.package import DIST
+from infra.deploy.package import DIST, ensure_ca_bundle
 from infra.deploy.templates import REPO_ROOT, resolve
 
 CHALICE_DIR = REPO_ROOT / ".chalice"
@@ -139,6 +139,7 @@ def redirect(stage: str, argv: list[str], original: list[str]) -> None:
             f" chalice-project STAGE={stage}` first (AWS credentials, once the data stacks are"
             " up; `make deploy` does it too), then this command again."
         )
+    ensure_ca_bundle()  # the functions verify the database's certificate with it
     out = render(stage, json.loads(values_file(stage).read_text()), project_dir(stage))
     print(f"chalice {command} --stage {stage}: in {out} (rendered from its stacks)", flush=True)
     interpreter = original[: len(original) - len(argv) + 1]  # python [-c code | script]
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the {args.stage} data stacks cannot be read: {exc}", file=sys.stderr)
         return 2
     print(f"saved {save(args.stage, values).relative_to(REPO_ROOT)}")
+    print(f"fetched {ensure_ca_bundle().relative_to(REPO_ROOT)}")
     print(f"rendered {render(args.stage, values, project_dir(args.stage)).relative_to(REPO_ROOT)}")
     print(f"now: chalice deploy --stage {args.stage}")
     return 0

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib import db
 from infra.deploy import chalice_project, templates
 from infra.local import aws
 from infra.local.processes import free_port
 from infra.local.settings import REGION
+from tests.helpers import certificate_authority, pem
 from tests.infra.conftest import deployed_data_plane, new_account, new_vpc
 
 #: Chalice's own command line, with one allowance for the emulator: moto 5.2.5 imports a REST
@@ -96,6 +98,9 @@ def root(tmp_path) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
+    bundle = copy / "chalicelib" / db.CA_BUNDLE  # make package fetches AWS's; no internet here
+    bundle.parent.mkdir(exist_ok=True)
+    bundle.write_bytes(pem(certificate_authority("a stand-in RDS authority")[0]))
     return copy
 
 

@@ -110,3 +110,22 @@ def test_the_app_template_points_every_function_at_the_uploaded_code(tmp_path):
     template = json.loads(deploy.app_template(sam, "s3://bucket/app/dev/deployment-1.zip"))
     uris = {k: r["Properties"].get("CodeUri") for k, r in template["Resources"].items()}
     assert uris == {"A": "s3://bucket/app/dev/deployment-1.zip", "B": uris["A"], "R": None}
+
+
+def test_the_certificate_bundle_packaged_must_hold_certificates(tmp_path):
+    """make package fetches AWS's RDS bundle once (no internet here: a stand-in is placed) and
+    refuses one that is not a bundle of PEM certificates."""
+    from chalicelib import db
+    from infra.deploy import package
+    from tests.helpers import certificate_authority, pem
+
+    bundle = tmp_path / "chalicelib" / db.CA_BUNDLE
+    bundle.parent.mkdir(parents=True)
+    bundle.write_bytes(pem(certificate_authority("a")[0]) + pem(certificate_authority("b")[0]))
+    assert package.ensure_ca_bundle(tmp_path) == bundle
+    bundle.write_text("<html>not found</html>")
+    with pytest.raises(package.PackageError, match="no certificate"):
+        package.ensure_ca_bundle(tmp_path)
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    with pytest.raises(package.PackageError, match="not a bundle of PEM certificates"):
+        package.ensure_ca_bundle(tmp_path)
