@@ -5,6 +5,7 @@ committed policy files' CloudFormation references sent to IAM (``MalformedPolicy
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Mapping
@@ -19,6 +20,6 @@ def follow_the_rendered_stage(
         return  # not the CLI, or a rendered project (it has the stage's database settings)
     if not env.get("STAGE") or not {"deploy", "delete"} & set(argv[1:]):
         return  # the local stage (no STAGE), or a command that changes nothing in AWS
-    from infra.deploy import chalice_project  # the repository's tooling, never in a package
-
+    # The repository's tooling: there when the CLI runs in a checkout, never in a package.
+    chalice_project = importlib.import_module("infra.deploy.chalice_project")
     chalice_project.redirect(env["STAGE"], argv, sys.orig_argv)
