@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "run"])
     args = parser.parse_args(argv)
     settings = from_env()
+    if args.command in ("start", "run"):  # the jobs it launches register where they can
+        from infra.local import catalog
+
+        settings = catalog.usable(settings)[0]
     if args.command == "start":
         print(
             f"pump       running          pid {start(settings)}, log {settings.state_dir}/pump.log"
