@@ -6,7 +6,8 @@
 - its errors in the ``lambda-errors`` alarm;
 - its errors, throttles and concurrency on the stage's dashboard, beside the product's metrics
   (uploads, runs by outcome, run duration), the API's latency and 5xx, the queues and the
-  database, and a log query of every function's warnings and errors.
+  database, and a log query of every function's warnings and errors;
+- the IaC scanner's (checkov's) exceptions that hold for every function, each with its reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,31 @@ FUNCTION = "AWS::Serverless::Function"
 LOGGING = {"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO"}
 #: The API's stage name (.chalice/config.json api_gateway_stage) and API name (the overlay's).
 API = ("voucher-selection-${Stage}", "api")
+
+
+#: checkov's findings on every function, its role and its log group, and why each is accepted.
+SKIPS = {
+    FUNCTION: {
+        "CKV_AWS_116": "No dead-letter queue of its own: the API and migrate are invoked"
+        " synchronously (the caller sees the error), on_upload's messages go to the upload"
+        " queue's dead-letter queue, and a lost Glue state event is covered by the run's lease.",
+        "CKV_AWS_173": "The variables are names, hosts and ARNs, never a secret (the database"
+        " logins are IAM tokens or the master secret read at run time); Lambda encrypts them"
+        " at rest with its own key.",
+    },
+    "AWS::IAM::Role": {
+        "CKV_AWS_111": 'The only actions on "*" are those AWS offers no narrower resource for:'
+        " the VPC network interfaces Lambda requires and X-Ray's trace upload"
+        " (tests/infra/test_policies.py allows no other).",
+    },
+    "AWS::Logs::LogGroup": {
+        "CKV_AWS_158": "CloudWatch Logs encrypts every log group at rest; these lines hold run"
+        " ids, counts, object keys and errors, never a secret or a customer's data.",
+    },
+}
+#: A function capped by its SQS event source (MaximumConcurrency) rather than reserved
+#: concurrency; one with neither is left for checkov (and tests/infra) to refuse.
+QUEUE_CAPPED = {"CKV_AWS_115": "Capped by its SQS event source's MaximumConcurrency."}
 
 
 def functions(template: dict[str, Any]) -> list[str]:
@@ -48,6 +74,14 @@ def complete(template: dict[str, Any]) -> dict[str, Any]:
             },
         }
         resources[name]["Properties"]["LoggingConfig"] = {**LOGGING, "LogGroup": {"Ref": group}}
+    for resource in list(resources.values()):
+        skips = dict(SKIPS.get(resource["Type"], {}))
+        if resource["Type"] == FUNCTION and _capped_by_queue(resource):
+            skips |= QUEUE_CAPPED
+        if skips:
+            resource.setdefault("Metadata", {})["checkov"] = {
+                "skip": [{"id": check, "comment": why} for check, why in skips.items()]
+            }
     resources["LambdaErrorsAlarm"] = errors_alarm(names)
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",
@@ -57,6 +91,14 @@ def complete(template: dict[str, Any]) -> dict[str, Any]:
         },
     }
     return template
+
+
+def _capped_by_queue(function: dict[str, Any]) -> bool:
+    return any(
+        event.get("Type") == "SQS"
+        and event.get("Properties", {}).get("ScalingConfig", {}).get("MaximumConcurrency")
+        for event in function["Properties"].get("Events", {}).values()
+    )
 
 
 def errors_alarm(names: list[str]) -> dict[str, Any]:
