@@ -12,6 +12,7 @@ from chalicelib.api import edge, routes
 chalice_cli.follow_the_rendered_stage()  # `chalice deploy --stage dev` at the root
 logs.configure()  # INFO, JSON lines: every function's log (chalicelib/logs.py)
 app = Chalice(app_name="voucher-selection")
+logs.through_root(app.log)  # Chalice's own lines as JSON too
 app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py
 
 

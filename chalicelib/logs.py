@@ -67,6 +67,13 @@ def configure() -> None:
         handler.setFormatter(JsonLines())
 
 
+def through_root(logger: logging.Logger) -> None:
+    """Send ``logger`` (Chalice's own, which prints text to stdout) through the root's JSON
+    lines instead."""
+    logger.handlers.clear()
+    logger.propagate = True
+
+
 @contextlib.contextmanager
 def invocation(context: object) -> Iterator[None]:
     """Lines logged in the block carry the Lambda ``context``'s request id."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.deploy import templates
 from infra.local import s3
@@ -24,6 +24,8 @@ def usable(settings: Settings) -> tuple[Settings, str | None]:
         return settings, None
     try:
         s3.client(settings.endpoint_url, "glue").get_databases(MaxResults=1)
+    except BotoCoreError:  # nothing answers (yet): make up starts the endpoint and judges then
+        return settings, None
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 501:
             raise

@@ -6,6 +6,7 @@ works against LocalStack"."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import replace
 
@@ -139,8 +140,11 @@ def test_make_up_and_make_pipeline_work_unchanged_on_a_localstack_someone_else_s
         "LAKE_BUCKET": f"lake-{suffix}",
     }.items():
         monkeypatch.setenv(name, value)
+    for name in localstack_settings.env():  # make pipeline exports them: restored afterwards
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     for name in ("AWS_EMULATOR", "CATALOG_DATABASE"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     said: list[str] = []
     running = stack.up(echo=said.append)
     assert running.services["aws"] == "reused"

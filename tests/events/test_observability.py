@@ -159,6 +159,9 @@ def test_the_api_logs_json_lines_at_info_with_the_request_id(function_env, publi
     lines = invoke("app", event, env)
     loaded = [line for line in lines if line["message"].startswith("loaded published runs")]
     assert [(line["level"], line["requestId"]) for line in loaded] == [("INFO", REQUEST_ID)]
+    from app import app
+
+    assert app.log.propagate and not app.log.handlers  # Chalice's own lines are JSON too
 
 
 def test_the_job_logs_json_lines_each_with_its_run_id(function_env, buckets, tmp_path):

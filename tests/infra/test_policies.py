@@ -62,13 +62,13 @@ def lambda_policies() -> dict[str, dict]:
 
 
 ALL_POLICIES = {**data_plane_policies(), **lambda_policies()}
-#: Chalice's function names by the logical id it gives their resources.
-CHALICE_NAMES = {
-    "APIHandler": "api_handler",
-    "OnUpload": "on_upload",
-    "OnJobState": "on_job_state",
-    "Migrate": "migrate",
-}
+
+
+def chalice_name(function: dict) -> str:
+    """A packaged function's name in .chalice/config.json, from its handler (``app.<name>``;
+    the REST API's ``app.app`` is ``api_handler``)."""
+    name = function["Properties"]["Handler"].removeprefix("app.")
+    return "api_handler" if name == "app" else name
 
 
 def resource_problem(resource) -> str | None:
@@ -186,11 +186,10 @@ def test_each_function_gets_the_policy_file_its_stage_names(packaged):
         resources = built.transformed["Resources"]
         functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
         assert functions, "no Lambda function in the app stack"
-        for logical, function in functions.items():
-            chalice_name = CHALICE_NAMES[logical]
+        for function in functions.values():
             file = (
                 stage.get("lambda_functions", {})
-                .get(chalice_name, {})
+                .get(chalice_name(function), {})
                 .get("iam_policy_file", stage["iam_policy_file"])
             )
             expected = json.loads((templates.REPO_ROOT / ".chalice" / file).read_text())
