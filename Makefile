@@ -34,14 +34,17 @@ SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
 	exec $(PY) -m infra.local.serve --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
 STAGE ?= dev
 PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
+# The IaC security scanner, offline; its exceptions are justified in each template's Metadata.
+# The app stack's template (packaged) is scanned by tests/infra/test_lint.py.
+CHECKOV = $(VENV)/bin/checkov --framework cloudformation --compact --quiet --skip-download
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
 .PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile faults package \
-	deploy bench-api bench-pipeline bench-reconciler bench
+	deploy bench-api bench-pipeline bench-reconciler bench chalice-project
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
 # The venv is installed from requirements-dev.lock: every package of the development environment
@@ -76,10 +79,11 @@ java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@java -version 2>&1 | grep -q 'version "17' || echo "warning: Glue 5.0 runs Java 17," \
 		"this is: $$(java -version 2>&1 | head -n 1)" >&2
 
-lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs)
+lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs), checkov (the templates)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(CHECKOV) -d infra/cloudformation --skip-path chalice-overlay.yaml
 
 test: venv java lint up ## lint, stack up, every test (PYTEST_ARGS="-k name -x" to narrow); services stay up
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -124,6 +128,9 @@ package: venv ## build dist/ for STAGE (dev): chalice package + app template, th
 
 deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,subnet-b (docs/deploy.md)
 	$(PY) -m infra.deploy.deploy --stage $(STAGE)
+
+chalice-project: venv ## save STAGE's values from its deployed data stacks: then `chalice deploy --stage STAGE`
+	$(PY) -m infra.deploy.chalice_project --stage $(STAGE)
 
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md

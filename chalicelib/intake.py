@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chalicelib import launchers, rules, runs, sources
+from chalicelib import launchers, logs, metrics, rules, runs, sources
 from chalicelib.runs import Source, Unstarted
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ class Intake:
     def key(self, bucket: str, key: str, size: int) -> list[str]:
         """Reconcile one key an event named; the runs started."""
         kind = sources.kind_of(key, size)
+        if kind in ("file", "part"):
+            metrics.upload_received(f"s3://{bucket}/{key}")
         if kind == "file":
             return self._file_at(bucket, key)
         if kind == "part":
@@ -173,7 +175,7 @@ class Intake:
             log.info("skipped %s (ETag %s): already taken in", uri, version.etag)
             return []
         if problem:
-            log.info("run %s failed: %s", run_id, problem)
+            log.info("run %s failed: %s", run_id, problem, extra=logs.run(run_id))
             return []
         return self.start(run_id, uri, self.settings.countries)
 
@@ -187,7 +189,13 @@ class Intake:
         )
         check = DatasetCheck(bucket, folder, waiting.last_seen.isoformat())
         self._send_check(check, self.settings.quiet_s)
-        log.info("run %s waits for dataset s3://%s/%s", waiting.run_id, bucket, folder)
+        log.info(
+            "run %s waits for dataset s3://%s/%s",
+            waiting.run_id,
+            bucket,
+            folder,
+            extra=logs.run(waiting.run_id),
+        )
 
     def check(self, check: DatasetCheck) -> list[str]:
         """A delayed check of a folder fell due: look at it, unless a later object's check is
@@ -225,8 +233,16 @@ class Intake:
         reason = self._not_ready(prefix, objects, held, waiting, now)
         if reason:
             seen = described.source.modified_at or now
-            runs.wait_for_dataset(self.conn, Source(bucket, prefix), self.keys, reason, seen)
-            log.info("dataset %s waits: %s", uri, reason)
+            waiting = runs.wait_for_dataset(
+                self.conn, Source(bucket, prefix), self.keys, reason, seen
+            )
+            log.info(
+                "run %s of %s waits: %s",
+                waiting.run_id,
+                uri,
+                reason,
+                extra=logs.run(waiting.run_id),
+            )
             return []
         problem = None if data else _no_data(uri, objects)
         notes = "; ".join(
@@ -247,7 +263,7 @@ class Intake:
             log.info("skipped %s (%s): already taken in", uri, described.source.etag)
             return []
         if problem:
-            log.info("run %s failed: %s", run_id, problem)
+            log.info("run %s failed: %s", run_id, problem, extra=logs.run(run_id))
             return []
         return self.start(run_id, uri, self.settings.countries)
 
@@ -305,16 +321,17 @@ class Intake:
 
     def start(self, run_id: str, uri: str, countries: str) -> list[str]:
         """Start a queued run's job; a refusal keeps it queued, saying why (see the module)."""
-        if not runs.starting(self.conn, run_id, self.settings.start_deadline_s):
-            return []
-        try:
-            job_run_id = self.launcher.start(run_id, uri, countries)
-        except Exception as exc:
-            self._start_refused(run_id, exc)
-            return []
-        if job_run_id:
-            runs.set_job_run(self.conn, run_id, job_run_id, f"job run {job_run_id} started")
-        log.info("queued run %s for %s", run_id, uri)
+        with logs.about_run(run_id):
+            if not runs.starting(self.conn, run_id, self.settings.start_deadline_s):
+                return []
+            try:
+                job_run_id = self.launcher.start(run_id, uri, countries)
+            except Exception as exc:
+                self._start_refused(run_id, exc)
+                return []
+            if job_run_id:
+                runs.set_job_run(self.conn, run_id, job_run_id, f"job run {job_run_id} started")
+            log.info("queued run %s for %s (job run %s)", run_id, uri, job_run_id or "local")
         return [run_id]
 
     def _start_refused(self, run_id: str, exc: Exception) -> None:
@@ -360,7 +377,7 @@ class Intake:
             return []
         if state.ended:
             runs.fail_job_run(self.conn, run.job_run_id, state.text)
-            log.error("run %s failed: %s", run.run_id, state.text)
+            log.error("run %s failed: %s", run.run_id, state.text, extra=logs.run(run.run_id))
         else:
             runs.start_put_off(
                 self.conn, run.run_id, state.text, self.settings.start_deadline_s, False

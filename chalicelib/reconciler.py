@@ -206,7 +206,11 @@ def handle(launcher: Launcher | None = None) -> dict:
     (``launcher``: the configured one by default)."""
     from chalicelib import db, launchers
 
-    conn = db.connect(statement_timeout_ms=30_000, application_name="voucher-selection-reconciler")
+    conn = db.connect(
+        statement_timeout_ms=30_000,
+        application_name="voucher-selection-reconciler",
+        role=db.WRITER,
+    )
     try:
         intake = Intake(conn, launcher or launchers.from_env())
         done = tick(conn, intake, os.environ["RAW_BUCKET"])

@@ -725,6 +725,18 @@ def fail_job_run(conn, job_run_id: str, error: str) -> str | None:
     return found[0] if found else None
 
 
+def ended(conn, job_run_id: str) -> tuple[str, str, float | None] | None:
+    """The finished run that job run ``job_run_id`` executed: its id, status and seconds from
+    start to end (``None`` when it never started); ``None`` while it is unfinished or unknown."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT run_id, run_status(runs), extract(epoch FROM finished_at - started_at)::float"
+            " FROM runs WHERE job_run_id = %s AND run_status(runs) IN ('succeeded', 'failed')",
+            (job_run_id,),
+        )
+        return cur.fetchone()
+
+
 def serving(conn, country_keys: list[str]) -> dict[str, str]:
     """Which run serves each of these countries now."""
     with conn, conn.cursor() as cur:

@@ -66,12 +66,21 @@ def take_in(intake: Intake, body: str) -> list[str]:
     ]
 
 
+def connection():
+    """The handler's connection: the writer's, with a statement timeout."""
+    from chalicelib import db
+
+    return db.connect(
+        statement_timeout_ms=10_000, application_name="voucher-selection-uploads", role=db.WRITER
+    )
+
+
 def handle(bodies: Iterable[str], launcher: Launcher | None = None) -> list[str]:
     """The SQS handler's work: reconcile the keys the batch's messages name (``launcher``: the
     configured one by default)."""
-    from chalicelib import db, launchers
+    from chalicelib import launchers
 
-    conn = db.connect(statement_timeout_ms=10_000, application_name="voucher-selection-uploads")
+    conn = connection()
     try:
         intake = Intake(conn, launcher or launchers.from_env())
         return [run_id for body in bodies for run_id in take_in(intake, body)]

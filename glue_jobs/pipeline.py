@@ -10,6 +10,7 @@ row: bounded whatever the input's rows and amounts.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -243,7 +244,11 @@ class Heartbeat:
         self.job_run_id = job_run_id
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {run_id}", daemon=True)
+        # The thread logs with the run's context (its id on every line).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._beat,), name=f"heartbeat {run_id}", daemon=True
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

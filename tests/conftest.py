@@ -8,6 +8,8 @@ sessions may share it). Plain helpers are in ``tests/helpers.py``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +54,7 @@ _HEAVY_FIXTURES = {
     "spark",
     "browser",
     "throwaway_server",
+    "tls_server",
     "throwaway_endpoint",
     "private_stack",
     "report",
@@ -297,6 +300,51 @@ def throwaway_server(monkeypatch):
             conn.close()
         monkeypatch.setenv("DATABASE_URL", server.url)
         yield server
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    server: postgres.Server
+    ca_file: Path  # the authority its certificate chains to
+    other_ca_file: Path  # an authority that signed nothing of it
+
+
+@pytest.fixture
+def tls_server():
+    """A PostgreSQL server of this test's own that speaks TLS only (``hostssl``), with a
+    certificate for 127.0.0.1 from an authority of its own; migrated, the first sample run
+    published."""
+    from tests.helpers import certificate_authority, pem, server_certificate
+
+    files = Path(tempfile.mkdtemp(prefix="voucher-tls-"))  # the server's OS user reads it
+    files.chmod(0o755)
+    authority = certificate_authority("voucher test CA")
+    certificate, key = server_certificate(authority, ["127.0.0.1"])
+    written = {
+        "ca.pem": pem(authority[0]),
+        "other-ca.pem": pem(certificate_authority("another CA")[0]),
+        "server.pem": certificate,
+        "server.key": key,
+        "pg_hba.conf": b"hostssl all all 127.0.0.1/32 trust\n",
+    }
+    for name, data in written.items():
+        (files / name).write_bytes(data)
+        postgres.give_to_server(files / name, 0o600 if name == "server.key" else 0o644)
+    settings = {
+        "ssl": "on",
+        "ssl_cert_file": files / "server.pem",
+        "ssl_key_file": files / "server.key",
+        "hba_file": files / "pg_hba.conf",
+    }
+    with postgres.temporary(settings={k: str(v) for k, v in settings.items()}) as server:
+        conn = psycopg2.connect(server.url, sslmode="require")
+        try:
+            migrate(conn)
+            sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
+        finally:
+            conn.close()
+        yield TlsServer(server, files / "ca.pem", files / "other-ca.pem")
+    shutil.rmtree(files, ignore_errors=True)
 
 
 @pytest.fixture

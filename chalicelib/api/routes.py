@@ -48,6 +48,9 @@ def api_key_required() -> bool:
 
 #: Where a stage asks for the API key (prod), every route with the product's answers or its
 #: operational data (buckets, keys, ETags, errors) asks for it; /health then says only "ok".
+#: /selection_criteria is keyed, not a public view: its core is the winning voucher of every
+#: segment, every answer of POST /voucher at once, which a view without sources, ETags and row
+#: counts would still give away.
 KEYED = api_key_required()
 
 
@@ -105,7 +108,7 @@ def vouchers():
     return answer_vouchers(customers, default_store().published(), _today())
 
 
-@api.route("/selection_criteria", methods=["GET"])
+@api.route("/selection_criteria", methods=["GET"], api_key_required=KEYED)
 @answers
 def criteria():
     query = api.current_request.query_params or {}

@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "run", "reconcile"])
     args = parser.parse_args(argv)
     settings = from_env()
+    if args.command in ("start", "run"):  # the jobs it launches register where they can
+        from infra.local import catalog
+
+        settings = catalog.usable(settings)[0]
     if args.command == "start":
         print(
             f"pump       running          pid {start(settings)}, log {settings.state_dir}/pump.log"
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(reconciler.handle(), indent=2))
     else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        # No level here: the app sets its own when it loads (INFO), as in Lambda.
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
         os.environ.update(settings.env())
         from app import on_upload, reconcile
 

@@ -27,7 +27,7 @@ import psycopg2
 
 from chalicelib import rules, sources
 from chalicelib.sources import MARKER
-from infra.local import s3
+from infra.local import catalog, s3
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX, Settings, from_env
 
 MANUAL_PREFIX = "manual/"
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = from_env()
+    settings = catalog.usable(from_env())[0]  # make up said why, when it has no catalog
     os.environ.update(settings.env())
     data = args.data or sample_file(settings.state_dir)
     if not data.exists():
