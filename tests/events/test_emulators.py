@@ -152,7 +152,7 @@ def test_make_up_and_make_pipeline_work_unchanged_on_a_localstack_someone_else_s
 
     sample = tmp_path / "history.parquet"
     sample.write_bytes(sample_bytes(tmp_path, rows=2_000, seed=83))
-    for cached in (upload_handler._client, lake_io._s3):  # built for another endpoint
+    for cached in (upload_intake._client, lake_io._s3):  # built for another endpoint
         cached.cache_clear()
     assert local_pipeline.main(["--data", str(sample)]) == 0
     [(run_id, status)] = fetch(db, "SELECT run_id, status FROM runs")
@@ -160,5 +160,5 @@ def test_make_up_and_make_pipeline_work_unchanged_on_a_localstack_someone_else_s
     s3 = local_s3.client(localstack_settings.endpoint_url)
     lake = s3.list_objects_v2(Bucket=f"lake-{suffix}", Prefix=f"curated/run_id={run_id}/")
     assert lake.get("KeyCount", 0) > 0
-    for cached in (upload_handler._client, lake_io._s3):
+    for cached in (upload_intake._client, lake_io._s3):
         cached.cache_clear()

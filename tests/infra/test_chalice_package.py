@@ -100,7 +100,13 @@ KEYED = {
     "GET /selection_criteria",
 }
 #: The pages' HTML holds no data: public, while what they read is keyed.
-OPEN = {"GET /search_voucher", "GET /selection", "GET /runs/page", "GET /health", "GET /openapi.json"}
+OPEN = {
+    "GET /search_voucher",
+    "GET /selection",
+    "GET /runs/page",
+    "GET /health",
+    "GET /openapi.json",
+}
 
 
 def test_prod_asks_for_the_api_key_on_every_route_with_data_and_dev_on_none(packaged):
