@@ -28,20 +28,23 @@ API_URL = http://127.0.0.1:$(PORT)
 SAMPLE_REQUEST = {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2018-05-03 00:00:00", \
 	"first_order_ts": "2017-05-03 00:00:00", "total_orders": 15, "segment_name": "recency_segment"}
 SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
-	"  search page: $(API_URL)/search_voucher" && \
+	"  pages: $(API_URL)/search_voucher  $(API_URL)/selection  $(API_URL)/runs/page" && \
 	printf "  try: curl -s %s/voucher -H 'Content-Type: application/json' -d '%s'\n" \
 	"$(API_URL)" '$(SAMPLE_REQUEST)' && \
 	exec $(PY) -m infra.local.serve --no-autoreload --host 127.0.0.1 --port $(PORT) --stage local
 STAGE ?= dev
 PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
+# The IaC security scanner, offline; its exceptions are justified in each template's Metadata.
+# The app stack's template (packaged) is scanned by tests/infra/test_lint.py.
+CHECKOV = $(VENV)/bin/checkov --framework cloudformation --compact --quiet --skip-download
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
-.PHONY: help venv lock unit java lint test up down status clean pipeline run serve package deploy bench-api \
-	bench-pipeline bench
+.PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile faults package \
+	deploy bench-api bench-pipeline bench-reconciler bench chalice-project
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-9s %s\n", $$1, $$2}' \
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
 # The venv is installed from requirements-dev.lock: every package of the development environment
@@ -76,10 +79,11 @@ java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@java -version 2>&1 | grep -q 'version "17' || echo "warning: Glue 5.0 runs Java 17," \
 		"this is: $$(java -version 2>&1 | head -n 1)" >&2
 
-lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs)
+lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs), checkov (the templates)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(CHECKOV) -d infra/cloudformation --skip-path chalice-overlay.yaml
 
 test: venv java lint up ## lint, stack up, every test (PYTEST_ARGS="-k name -x" to narrow); services stay up
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -109,6 +113,14 @@ run: venv java up ## the main job: stack up, sample data (or DATA=path) uploaded
 serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is published
 	@$(SERVE)
 
+faults: venv java up ## the long fault-injection run: FAULTS_ROUNDS (20) seeded rounds, figures into reports/faults/
+	rm -rf reports/faults && mkdir -p reports/faults
+	FAULTS_ROUNDS=$${FAULTS_ROUNDS:-20} FAULTS_REPORT_DIR=reports/faults $(PY) -m pytest \
+		tests/reliability/test_convergence_property.py -p no:randomly $(PYTEST_ARGS)
+
+reconcile: venv up ## one reconciler tick now: every upload under incoming/ gets its run (the pump: every minute)
+	$(LOCAL_ENV) $(PY) -m infra.local.events reconcile
+
 # Further verbs (bench, eda, package) go below, each with a `## help` text.
 
 package: venv ## build dist/ for STAGE (dev): chalice package + app template, the Glue files; sizes
@@ -117,13 +129,19 @@ package: venv ## build dist/ for STAGE (dev): chalice package + app template, th
 deploy: venv ## deploy STAGE to AWS: VPC_ID=vpc-.. PRIVATE_SUBNET_IDS=subnet-a,subnet-b (docs/deploy.md)
 	$(PY) -m infra.deploy.deploy --stage $(STAGE)
 
+chalice-project: venv ## save STAGE's values from its deployed data stacks: then `chalice deploy --stage STAGE`
+	$(PY) -m infra.deploy.chalice_project --stage $(STAGE)
+
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
 
 bench-pipeline: venv java up ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
 	$(PY) -m benchmarks.bench_pipeline --write docs/benchmarks.md
 
-bench: bench-pipeline bench-api ## both benchmarks
+bench-reconciler: venv up ## a reconciler tick's time and S3 requests at 1,000 and 10,000 objects, into docs
+	$(LOCAL_ENV) $(PY) -m benchmarks.bench_reconciler --write docs/benchmarks.md
+
+bench: bench-pipeline bench-api bench-reconciler ## every benchmark
 
 .PHONY: eda
 eda: venv java $(if $(filter s3://%,$(DATA)),up) ## profile DATA (default: the real history, else a sample) into reports/

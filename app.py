@@ -3,14 +3,24 @@ handlers. The work lives in ``chalicelib``."""
 
 import os
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
-from chalicelib import job_events, uploads
+from chalicelib import chalice_cli, job_events, logs, reconciler, uploads
 from chalicelib import migrate as migrations
 from chalicelib.api import edge, routes
 
+chalice_cli.follow_the_rendered_stage()  # `chalice deploy --stage dev` at the root
+logs.configure()  # INFO, JSON lines: every function's log (chalicelib/logs.py)
 app = Chalice(app_name="voucher-selection")
+logs.through_root(app.log)  # Chalice's own lines as JSON too
 app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py
+
+
+@app.middleware("all")
+def request_id_on_every_line(event, get_response):
+    """Every function, whatever its trigger: its lines carry the invocation's request id."""
+    with logs.invocation(getattr(event, "lambda_context", None) or getattr(event, "context", None)):
+        return get_response(event)
 
 
 @app.middleware("http")
@@ -18,9 +28,21 @@ def one_error_shape(event, get_response):
     return edge.one_error_shape(get_response(event))
 
 
-@app.on_sqs_message(queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"), batch_size=1)
+# At most UPLOAD_MAX_CONCURRENCY uploads handled at once (the stage's setting, read when Chalice
+# packages the app): each holds a database connection, and a folder of thousands of parts must
+# not open thousands. The queue keeps the rest.
+@app.on_sqs_message(
+    queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"),
+    batch_size=1,
+    maximum_concurrency=int(os.environ.get("UPLOAD_MAX_CONCURRENCY", "2")),
+)
 def on_upload(event):
-    uploads.handle(event)
+    uploads.handle(record.body for record in event)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile(event):
+    reconciler.handle()
 
 
 @app.on_cw_event(job_events.pattern(os.environ.get("GLUE_JOB_NAME", "voucher-selection")))

@@ -1,20 +1,41 @@
-"""PostgreSQL connections from the environment.
+"""PostgreSQL connections from the environment, each as the role its work needs.
 
-``DATABASE_URL`` (local stack, tests) or, in the cloud, ``DB_SECRET_ARN`` naming a Secrets Manager
-secret with ``username`` and ``password`` (an RDS-managed master secret) plus ``DB_HOST``,
-``DB_PORT`` and ``DB_NAME``. Secret values never appear in logs or error messages.
+Three kinds of session (migration ``0007_least_privilege``): the migrations connect as the owner of
+the schema; the API as :data:`READER`; the job and the upload and job-state handlers as
+:data:`WRITER`. ``role`` names which; none is the owner.
+
+- Locally (``DATABASE_URL``, the tests): the URL's user connects and takes the role with
+  ``SET ROLE`` at connection time, so every local run is held to the role's grants.
+- In the cloud (``DB_HOST``, ``DB_PORT``, ``DB_NAME``): a role logs in as itself with an IAM
+  authentication token (signed here, no call to AWS; the function's IAM policy allows
+  ``rds-db:connect`` as that role alone); the owner with the RDS-managed master secret that
+  ``DB_SECRET_ARN`` names (only the ``migrate`` function may read it). Always TLS with
+  ``verify-full`` against the RDS certificate authorities (:func:`ca_bundle`).
+
+Secret values never appear in logs or error messages.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import pkgutil
 import re
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import psycopg2
 
 CONNECT_TIMEOUT_S = 5
+#: The API's role: reads the product's tables, read-only sessions.
+READER = "voucher_reader"
+#: The job's and the handlers' role: reads and writes the product's rows, no DDL.
+WRITER = "voucher_writer"
+#: The RDS certificate authorities (AWS's global bundle), fetched into the package by
+#: ``make package`` (infra/deploy/package.py): packaged with the code, git-ignored.
+CA_BUNDLE = "certs/rds-ca-bundle.pem"
 
 
 def _secret_params(secret_arn: str) -> dict:
@@ -23,40 +44,106 @@ def _secret_params(secret_arn: str) -> dict:
     secret = json.loads(
         boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     )
+    return {"user": secret["username"], "password": secret["password"]}
+
+
+@functools.cache
+def _rds():
+    import boto3  # lazily: only the cloud path needs it
+
+    return boto3.client("rds")
+
+
+def iam_token(host: str, port: int, user: str) -> str:
+    """An RDS IAM authentication token for ``user`` (valid 15 minutes; signed locally)."""
+    return _rds().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
+
+
+def ca_bundle(env: Mapping[str, str]) -> str:
+    """The file of certificate authorities a server's certificate must chain to:
+    ``DB_CA_BUNDLE``, else the RDS bundle packaged beside this module (copied out of a zip
+    when the package is imported from one, as Glue's ``--extra-py-files``)."""
+    if env.get("DB_CA_BUNDLE"):
+        return env["DB_CA_BUNDLE"]
+    beside = Path(__file__).with_name("certs") / Path(CA_BUNDLE).name
+    if beside.is_file():
+        return str(beside)
+    return _extracted_ca_bundle()
+
+
+@functools.cache
+def _extracted_ca_bundle() -> str:
+    try:
+        data = pkgutil.get_data(__name__.rpartition(".")[0] or __name__, CA_BUNDLE)
+    except OSError:
+        data = None
+    if not data:
+        raise RuntimeError(
+            f"no certificate authority bundle ({CA_BUNDLE} in chalicelib): make package fetches"
+            " AWS's RDS bundle into the package; DB_CA_BUNDLE may name another file"
+        )
+    with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as out:
+        out.write(data)
+    return out.name
+
+
+def _cloud_params(env: Mapping[str, str], role: str | None) -> dict:
+    host, port = env["DB_HOST"], int(env.get("DB_PORT") or 5432)
+    if role:
+        login = {"user": role, "password": iam_token(host, port, role)}
+    elif env.get("DB_SECRET_ARN"):
+        login = _secret_params(env["DB_SECRET_ARN"])
+    else:
+        raise RuntimeError("the owner's session needs DB_SECRET_ARN (the master secret)")
     return {
-        "host": os.environ.get("DB_HOST") or secret.get("host"),
-        "port": int(os.environ.get("DB_PORT") or secret.get("port") or 5432),
-        "dbname": os.environ.get("DB_NAME") or secret.get("dbname") or "postgres",
-        "user": secret["username"],
-        "password": secret["password"],
+        "host": host,
+        "port": port,
+        "dbname": env.get("DB_NAME") or "postgres",
+        **login,
+        "sslmode": "verify-full",  # TLS, and the server proves it is DB_HOST
+        "sslrootcert": ca_bundle(env),
     }
 
 
-def connection_params(env: Mapping[str, str] | None = None) -> dict:
-    """psycopg2.connect keyword arguments for the configured database."""
+def connection_params(env: Mapping[str, str] | None = None, role: str | None = None) -> dict:
+    """psycopg2.connect keyword arguments for the configured database, as ``role`` (``None``:
+    the owner); a local ``role`` is taken by the ``options`` of :func:`connect`."""
     env = os.environ if env is None else env
     if env.get("DATABASE_URL"):
         return {"dsn": env["DATABASE_URL"]}
-    if env.get("DB_SECRET_ARN"):
-        return _secret_params(env["DB_SECRET_ARN"])
-    raise RuntimeError("no database configured: set DATABASE_URL, or DB_SECRET_ARN with DB_HOST")
+    if env.get("DB_HOST"):
+        return _cloud_params(env, role)
+    raise RuntimeError("no database configured: set DATABASE_URL, or DB_HOST and DB_PORT")
 
 
-def connect(statement_timeout_ms: int | None = None, application_name: str = "voucher-selection"):
-    """Open a connection with a connect timeout and, optionally, a statement timeout."""
-    options = f"-c statement_timeout={int(statement_timeout_ms)}" if statement_timeout_ms else None
+def connect(
+    statement_timeout_ms: int | None = None,
+    application_name: str = "voucher-selection",
+    role: str | None = None,
+):
+    """Open a connection as ``role`` (``None``: the owner, for migrations) with a connect
+    timeout and, optionally, a statement timeout."""
+    params = connection_params(role=role)
+    settings = []
+    if statement_timeout_ms:
+        settings.append(f"-c statement_timeout={int(statement_timeout_ms)}")
+    if role and "dsn" in params:  # local: the URL's user takes the role for the session
+        settings.append(f"-c role={role}")
     return psycopg2.connect(
-        **connection_params(),
+        **params,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name=application_name,
-        options=options,
+        options=" ".join(settings) or None,
     )
 
 
-def with_connection(step, *args, application_name: str = "voucher-selection-job"):
-    """``step(connection, *args)`` on a connection of its own, closed afterwards: a job may run
-    for hours, and the database may restart (or fail over) meanwhile without failing it."""
-    conn = connect(application_name=application_name)
+def with_connection(
+    step, *args, application_name: str = "voucher-selection-job", role: str = WRITER
+):
+    """``step(connection, *args)`` on a connection of its own (as the writer by default), closed
+    afterwards: a job may run for hours, and the database may restart (or fail over)
+    meanwhile without failing it."""
+    conn = connect(application_name=application_name, role=role)
     try:
         return step(conn, *args)
     finally:

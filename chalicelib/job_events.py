@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib import metrics, runs
+from chalicelib import logs, metrics, runs
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,19 @@ def fail_unrecorded(conn, detail: dict) -> str | None:
         return None
     failed = runs.fail_job_run(conn, job_run_id, error_of(detail))
     if failed:
-        log.error("run %s failed: %s", failed, error_of(detail))
+        log.error("run %s failed: %s", failed, error_of(detail), extra=logs.run(failed))
     elif state != "SUCCEEDED":  # the job recorded its failure itself: count the failure here
         metrics.run_failed(job_run_id, f"glue {state}")
+    return failed
+
+
+def report(conn, detail: dict) -> str | None:
+    """Fail the event's run if its job left it unfinished (:func:`fail_unrecorded`), then count
+    how its run ended and how long it took (the dashboard's runs, the run-duration alarm)."""
+    failed = fail_unrecorded(conn, detail)
+    ended = runs.ended(conn, detail.get("jobRunId") or "")
+    if ended:
+        metrics.run_ended(*ended)
     return failed
 
 
@@ -50,4 +60,4 @@ def handle(detail: dict) -> str | None:
     """The EventBridge handler's work, on a connection of its own."""
     from chalicelib import db
 
-    return db.with_connection(fail_unrecorded, detail, application_name="voucher-selection-jobs")
+    return db.with_connection(report, detail, application_name="voucher-selection-jobs")

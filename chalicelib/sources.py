@@ -3,10 +3,10 @@ told apart; parquet is judged by its bytes, never by its name.
 
 Under ``incoming/`` of the raw bucket, an object directly in the prefix is a file of its own; the
 objects below a folder (``incoming/<folder>/...``, partition folders included) are the parts of
-one dataset, as Spark, Glue, Hive and awswrangler write a table. A name starting with ``_`` or
-``.`` in any folder below the prefix is metadata (Hadoop's rule: ``_SUCCESS``, ``_temporary/``,
-``.crc`` files), never data; ``_SUCCESS`` at a dataset's top is its completion marker. Zero-byte
-keys ending in ``/`` (or Hadoop's ``_$folder$``) are folder placeholders.
+one dataset, as Spark, Glue, Hive and awswrangler write a table. Within a dataset folder a name
+starting with ``_`` or ``.`` at any level is metadata (Hadoop's rule: ``_SUCCESS``,
+``_temporary/``, ``.crc`` files), never data; ``_SUCCESS`` at a dataset's top is its completion
+marker. Zero-byte keys ending in ``/`` (or Hadoop's ``_$folder$``) are folder placeholders.
 
 boto3 only, and only through the client the caller passes: the upload handler (Lambda) and the job
 share this module.
@@ -15,6 +15,7 @@ share this module.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,16 +53,23 @@ def dataset_of(key: str, root: str = INCOMING) -> str | None:
 
 def kind_of(key: str, size: int, root: str = INCOMING) -> str:
     """What an object created under ``root`` is: ``placeholder``, ``marker`` (a dataset's
-    ``_SUCCESS``), ``metadata``, ``part`` (of a dataset) or ``file``."""
+    ``_SUCCESS``), ``metadata``, ``part`` (of a dataset) or ``file``.
+
+    Every object directly under ``root`` is a file of its own (``_history.parquet`` included),
+    but for a ``_SUCCESS`` marker and a ``.crc`` checksum; in a dataset folder, Hadoop's rule
+    holds (a name starting with ``_`` or ``.`` at any level below it is metadata, as every
+    reader of the dataset sees it).
+    """
     if placeholder(key, size):
         return "placeholder"
     dataset = dataset_of(key, root)
-    relative = key.removeprefix(dataset or root)
-    if dataset and relative == MARKER:
+    if dataset is None:
+        name = key.removeprefix(root)
+        return "metadata" if name == MARKER or name.lower().endswith(".crc") else "file"
+    relative = key.removeprefix(dataset)
+    if relative == MARKER:
         return "marker"
-    if hidden(relative):
-        return "metadata"
-    return "part" if dataset else "file"
+    return "metadata" if hidden(relative) else "part"
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -90,25 +98,53 @@ class Described:
         return [f"s3://{self.source.bucket}/{key}" for key, _ in self.objects]
 
 
+def data_of(prefix: str, objects: Iterable[dict]) -> list[dict]:
+    """The data objects among objects listed under a prefix: metadata and placeholders left out."""
+    return [
+        obj
+        for obj in objects
+        if not placeholder(obj["Key"], obj["Size"]) and not hidden(obj["Key"].removeprefix(prefix))
+    ]
+
+
 def data_objects(s3, bucket: str, prefix: str) -> list[dict]:
-    """The data objects under a prefix (metadata and placeholders left out), in key order."""
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(
-        (
-            obj
-            for page in pages
-            for obj in page.get("Contents", [])
-            if not placeholder(obj["Key"], obj["Size"])
-            and not hidden(obj["Key"].removeprefix(prefix))
-        ),
-        key=lambda obj: obj["Key"],
+    """The data objects under a prefix, in key order."""
+    return data_of(prefix, listed(s3, bucket, prefix))
+
+
+def listed(s3, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict]:
+    """Every object under a prefix (metadata and placeholders included), in key order."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, StartAfter=start_after
     )
+    for page in pages:
+        yield from page.get("Contents", [])
+
+
+def multipart_uploads(s3, bucket: str, prefix: str) -> list[dict]:
+    """The multipart uploads in progress under a prefix (``Key``, ``Initiated``): objects still
+    being written, which no listing shows yet."""
+    pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+    return [upload for page in pages for upload in page.get("Uploads", [])]
+
+
+def version_time(moment: datetime) -> datetime:
+    """An object's time as every S3 call states it: to the second (a listing may say more)."""
+    return moment.replace(microsecond=0)
 
 
 def _digest(objects: list[dict]) -> str:
     """An ETag for a set of objects: any change of a key or an object makes a new one."""
     lines = "\n".join(f"{o['Key']} {o['ETag'].strip(chr(34))}" for o in objects)
     return f"prefix-{hashlib.md5(lines.encode(), usedforsecurity=False).hexdigest()}-{len(objects)}"
+
+
+def described_folder(bucket: str, prefix: str, objects: list[dict]) -> Described:
+    """A folder of listed objects as a run's input: its digest as the ETag, its newest object's
+    time."""
+    modified = max((version_time(o["LastModified"]) for o in objects), default=None)
+    source = Source(bucket, prefix, _digest(objects), modified, len(objects))
+    return Described(source, tuple((o["Key"], o["Size"]) for o in objects))
 
 
 def describe(uri: str, s3=None) -> Described:
@@ -121,16 +157,15 @@ def describe(uri: str, s3=None) -> Described:
         objects = data_objects(s3, bucket, key)
         if not objects:
             raise InputError(f"no data object under {uri}")
-        modified = max(o["LastModified"] for o in objects)
-        source = Source(bucket, key, _digest(objects), modified, len(objects))
-        return Described(source, tuple((o["Key"], o["Size"]) for o in objects))
+        return described_folder(bucket, key, objects)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore's ClientError; its message says 404 or 403
         raise InputError(f"cannot read {uri}: {exc}") from exc
     etag = head["ETag"].strip('"')
     return Described(
-        Source(bucket, key, etag, head["LastModified"], 1), ((key, head["ContentLength"]),)
+        Source(bucket, key, etag, version_time(head["LastModified"]), 1),
+        ((key, head["ContentLength"]),),
     )
 
 

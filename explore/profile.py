@@ -93,14 +93,12 @@ def profile(spark: SparkSession, source: str) -> dict:
         segmented = t.assign_segments(t.classify(t.distinct_rows(t.select_in_scope(raw, None))))
         segmented = segmented.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            tallied = tally(segmented).cache()
-            run = asdict(build_result(tallied, rows_read))
+            run = asdict(build_result(tally(segmented), rows_read))
             counted = {
                 "distributions": _distributions(segmented),
                 "by_year": _by_year(segmented),
-                "mix": _mix(tallied),
+                "mix": _mix(t.amount_counts(t.kept_rows(segmented))),
             }
-            tallied.unpersist()
         finally:
             segmented.unpersist()
     return {
@@ -221,12 +219,11 @@ def _by_year(segmented: DataFrame) -> dict:
     return out
 
 
-def _mix(tallied: DataFrame) -> dict:
-    """Per country: kept rows per voucher amount, over all kept rows and within each segment."""
+def _mix(kept: DataFrame) -> dict:
+    """Per country: kept rows per voucher amount (every amount, unlike the usage a run
+    publishes), over all kept rows and within each segment, from
+    :func:`glue_jobs.transforms.amount_counts`."""
     names = [r.name for r in rules.SEGMENT_RULES]
-    kept = tallied.where(F.col("reason").isNull()).select(
-        "country_key", "voucher_amount", "rows", *names
-    )
     counts: dict[tuple[str, str | None, str | None], Counter] = defaultdict(Counter)
     for row in kept.collect():
         counts[row["country_key"], None, None][row["voucher_amount"]] += row["rows"]

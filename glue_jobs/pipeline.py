@@ -2,20 +2,21 @@
 
 The steps are the pure functions of :mod:`glue_jobs.transforms`; this module wires them to the
 lake and the database, records the run, and reports progress. Only aggregates reach the driver:
-the repeated row hashes stay in Spark; the tally has a row per country, voucher amount and pair of
-segments (and per country and reason), as many as the input has amounts, never one per row.
+the repeated row hashes stay in Spark; the tally has, per country, a row per reason and, per choice
+(the fallback and each segment), one per amount up to ``runs.USAGE_TOP_AMOUNTS`` and one "other"
+row: bounded whatever the input's rows and amounts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg2
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -42,6 +43,8 @@ class JobOptions:
     catalog_database: str = ""
     #: The fewest kept rows a segment's own selection needs (``rules.MIN_SEGMENT_ROWS``).
     min_segment_rows: int = rules.MIN_SEGMENT_ROWS
+    #: Who executes the run (Glue's JobRunId, or ``pid <n>``): only it may renew the run's lease.
+    job_run_id: str | None = None
 
 
 #: How both lake outputs are partitioned.
@@ -65,7 +68,8 @@ def phase(spark: SparkSession, name: str) -> Iterator[None]:
 def build_result(
     tallied: DataFrame, rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
 ) -> runs.RunResult:
-    """Collect the tally (:func:`glue_jobs.transforms.tally`) and reduce it on the driver."""
+    """Collect the tally (:func:`glue_jobs.transforms.tally`, already ranked and bounded in
+    Spark) and read it as the run's result on the driver."""
     return result_from_tally(
         (row.asDict() for row in tallied.collect()), rows_read, min_segment_rows
     )
@@ -224,30 +228,63 @@ class RunOutcome:
     changes: list[runs.SelectionChange]
 
 
-@contextlib.contextmanager
-def heartbeat(run_id: str, lease_s: int) -> Iterator[None]:
-    """Renew the run's lease from a daemon thread, four times a lease, while the block runs.
+class Heartbeat:
+    """Renews the run's lease from a daemon thread, four times a lease, while the block runs.
 
-    A beat that cannot reach the database is logged and retried at the next one; a run whose
-    lease ran out meanwhile (recorded as abandoned) is refused at publish (``runs.NotRunning``).
+    A beat that fails, whatever the error (the database, Secrets Manager, the network), is
+    logged and tried again at the next one: only a silent job loses its lease. Once the lease is
+    refused (it ran out: the run is failed for good), the job's Spark work is cancelled and
+    :meth:`check` raises ``runs.NotRunning``: a fenced job stops, and never publishes.
     """
-    stop = threading.Event()
 
-    def beat() -> None:
-        while not stop.wait(lease_s / 4):
+    def __init__(self, spark: SparkSession, run_id: str, lease_s: int, job_run_id: str | None):
+        self.spark = spark
+        self.run_id = run_id
+        self.lease_s = lease_s
+        self.job_run_id = job_run_id
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        # The thread logs with the run's context (its id on every line).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._beat,), name=f"heartbeat {run_id}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
             try:
-                if not db.with_connection(runs.renew_lease, run_id):
-                    log.error("run %s is no longer running: its lease ran out", run_id)
-            except psycopg2.Error as exc:
-                log.warning("run %s: heartbeat not recorded: %s", run_id, error_message(exc))
+                renewed = db.with_connection(runs.renew_lease, self.run_id, self.job_run_id)
+            except Exception as exc:
+                log.warning(
+                    "run %s: heartbeat not recorded (tried again in %.0f s): %s",
+                    self.run_id,
+                    self.lease_s / 4,
+                    error_message(exc),
+                )
+                continue
+            if not renewed:
+                log.error(
+                    "run %s lost its lease (no heartbeat recorded for %d s): it is failed for"
+                    " good; stopping its work, nothing is published",
+                    self.run_id,
+                    self.lease_s,
+                )
+                self.lost.set()
+                self.spark.sparkContext.cancelAllJobs()
+                return
 
-    thread = threading.Thread(target=beat, name=f"heartbeat {run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    def check(self) -> None:
+        """Raise ``runs.NotRunning`` once the lease was lost."""
+        if self.lost.is_set():
+            raise runs.NotRunning(self.run_id, "failed (its lease ran out)")
 
 
 def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
@@ -262,17 +299,16 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
     lease_s = runs.lease_seconds()
+    claim = (options.run_id, country_keys, lease_s, options.job_run_id)
     try:
         inputs = lake_io.describe(options.source)
     except InputError as missing:  # recorded like any run, then failed with the reason
         bucket, key = split_s3(options.source) if is_s3(options.source) else (None, options.source)
-        db.with_connection(
-            runs.start_run, options.run_id, runs.Source(bucket, key), country_keys, lease_s
-        )
+        db.with_connection(runs.start_run, claim[0], runs.Source(bucket, key), *claim[1:])
         _record_failure(options.run_id, missing)
         raise
     try:
-        db.with_connection(runs.start_run, options.run_id, inputs.source, country_keys, lease_s)
+        db.with_connection(runs.start_run, claim[0], inputs.source, *claim[1:])
     except (runs.ObjectChanged, runs.AlreadyProcessed) as done:  # it ends here: say why
         _record_failure(options.run_id, done)
         raise
@@ -283,11 +319,16 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         options.countries,
         inputs.source.objects,
     )
+    beat = Heartbeat(spark, options.run_id, lease_s, options.job_run_id)
     try:
-        with heartbeat(options.run_id, lease_s), Lake(spark) as lake:
-            transformed = transform(spark, lake, options, inputs)
+        with beat, Lake(spark) as lake:
+            try:
+                transformed = transform(spark, lake, options, inputs)
+            finally:
+                beat.check()  # a fenced job's cancelled work fails for that reason
             result = transformed.result
             registered = register_partitions(spark, options, transformed)
+            beat.check()
             published = db.with_connection(runs.publish_run, options.run_id, result)
     except BaseException as exc:
         _record_failure(options.run_id, exc)
@@ -340,27 +381,47 @@ def register_partitions(
     return registered
 
 
+#: Attempts at recording a run's failure, and the pause before each retry.
+_RECORD_ATTEMPTS = 3
+_RECORD_PAUSE_S = 2.0
+
+
 def _record_failure(run_id: str, exc: BaseException) -> None:
-    """Record the run as failed; when even that is impossible, say so (the caller re-raises)."""
+    """Record the run as failed, trying again on any error; when it cannot be recorded, say so
+    and what follows (the caller re-raises)."""
     message = error_message(exc)
     log.error("run %s failed: %s", run_id, message)
-    try:
-        db.with_connection(runs.fail_run, run_id, message)
-    except psycopg2.Error as unrecorded:
-        log.error(
-            "run %s: the failure could not be recorded (%s); its record stays 'running' until its"
-            " lease of %d s runs out (then it counts as abandoned), or until the run is retried"
-            " with --run_id %s once the database is back",
-            run_id,
-            error_message(unrecorded),
-            runs.lease_seconds(),
-            run_id,
-        )
+    for attempt in range(1, _RECORD_ATTEMPTS + 1):
+        try:
+            db.with_connection(runs.fail_run, run_id, message)
+            return
+        except Exception as unrecorded:
+            if attempt < _RECORD_ATTEMPTS:
+                time.sleep(_RECORD_PAUSE_S * attempt)
+                continue
+            log.error(
+                "run %s: the failure could not be recorded (%s); its record stays 'running'"
+                " until its lease of %d s runs out (then it counts as abandoned, failed for"
+                " good); before then, a retry of this job run with the same arguments"
+                " (--run_id %s, as Glue's next attempt) takes the run over",
+                run_id,
+                error_message(unrecorded),
+                runs.lease_seconds(),
+                run_id,
+            )
 
 
 def error_message(exc: BaseException) -> str:
     """A one-line, secret-free description of why a run failed."""
-    if isinstance(exc, InputError | runs.ObjectChanged | runs.AlreadyProcessed | runs.NotRunning):
+    if isinstance(
+        exc,
+        InputError
+        | runs.ObjectChanged
+        | runs.AlreadyProcessed
+        | runs.NotRunning
+        | runs.AlreadyRunning
+        | runs.AlreadyFinished,
+    ):
         return str(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         return f"the job was stopped ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"

@@ -1,8 +1,10 @@
-"""Statistics and selections from the collected tally: plain Python over its rows.
+"""Statistics, selections and their usage from the collected tally: plain Python over its rows.
 
-The tally (:func:`glue_jobs.transforms.tally`) counts the rows of the job's outputs per country,
-amount and segments; what is left is small, so it is reduced here on the driver rather than by
-more Spark jobs.
+The tally (:func:`glue_jobs.transforms.tally`) arrives ranked and bounded: per country, segment
+name and segment, the amounts by their position (1 the most used, a tie to the lower amount) up
+to a limit and one "other" bucket, and per country the rejected rows by reason. What is left to
+do is reading it: the first position is the selection, the second its runner-up, their sum the
+rows it was chosen from.
 """
 
 from __future__ import annotations
@@ -11,79 +13,91 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 from chalicelib import rules
-from chalicelib.runs import CountryStats, Fallback, RunResult, Selection
+from chalicelib.runs import AmountUsage, CountryStats, Fallback, RunResult, Selection
 
-#: Per group: the most used amount, its rows, the group's rows, the runner-up amount and its rows.
+#: A choice's ranked usage: the most used amount, its rows, the rows it was chosen from, the
+#: runner-up amount and its rows (``None`` and 0 when one amount was used).
 Ranked = tuple[float, int, int, float | None, int]
 
 
-def most_used(counts: Mapping[tuple, int]) -> dict[tuple, Ranked]:
-    """Per group, from ``{(*group, amount): rows}``: the amount with the most rows (a tie goes to
-    the lower amount), its rows, the rows of the whole group, and the runner-up by the same order
-    (``None`` and 0 when the group used one amount)."""
-    groups: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
-    for (*group, amount), rows in counts.items():
-        groups[tuple(group)].append((amount, rows))
-    ranked = {
-        group: sorted(items, key=lambda item: (-item[1], item[0]))
-        for group, items in groups.items()
-    }
-    return {
-        group: (*items[0], sum(n for _, n in items), *(items[1] if len(items) > 1 else (None, 0)))
-        for group, items in ranked.items()
-    }
+def ranked(usage: list[AmountUsage]) -> Ranked:
+    """A choice's winner and runner-up from its usage, in position order."""
+    winner, *rest = usage
+    second = rest[0] if rest else None
+    assert winner.voucher_amount is not None  # positions 1 and 2 are amounts (USAGE_TOP_AMOUNTS)
+    return (
+        winner.voucher_amount,
+        winner.voucher_rows,
+        sum(u.voucher_rows for u in usage),
+        None if second is None else second.voucher_amount,
+        0 if second is None else second.voucher_rows,
+    )
 
 
 def result_from_tally(
     tallied: Iterable[Mapping], rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
 ) -> RunResult:
     """Per-country statistics, the selection per segment and the country fallbacks, each with
-    its runner-up; ``min_segment_rows`` is the run's rule setting, published with it."""
+    its runner-up and usage; ``min_segment_rows`` is the run's rule setting, published with it."""
     names: dict[str, str] = {}
-    rows_in: Counter = Counter()
-    kept: Counter = Counter()
     rejected: dict[str, Counter] = defaultdict(Counter)
-    unsegmented: dict[str, Counter] = defaultdict(Counter)
-    per_segment: Counter = Counter()
-    per_country: Counter = Counter()
+    usage: dict[tuple[str, str | None, str | None], list[AmountUsage]] = defaultdict(list)
     for row in tallied:
-        key, n, amount = row["country_key"], row["rows"], row["voucher_amount"]
+        key = row["country_key"]
         names[key] = row["country"]
-        rows_in[key] += n
         if row["reason"] is not None:
-            rejected[key][row["reason"]] += n
+            rejected[key][row["reason"]] += row["rows"]
             continue
-        kept[key] += n
-        per_country[(key, amount)] += n
-        for rule in rules.SEGMENT_RULES:
-            if row[rule.name] is None:
-                unsegmented[key][rule.name] += n
-            else:
-                per_segment[(key, rule.name, row[rule.name], amount)] += n
+        usage[(key, row["segment_name"], row["segment"])].append(
+            AmountUsage(
+                key,
+                row["segment_name"],
+                row["segment"],
+                row["position"],
+                row["voucher_amount"],
+                row["rows"],
+                row["amounts"],
+            )
+        )
+    ordered = sorted(usage.items(), key=_order)
+    for _, bars in ordered:
+        bars.sort(key=lambda u: u.position)
+    kept: Counter = Counter()  # country -> its kept rows (its fallback's)
+    segmented: Counter = Counter()  # (country, segment name) -> kept rows in one of its segments
+    selections, fallbacks = [], []
+    for (key, name, segment), bars in ordered:
+        choice = ranked(bars)
+        if name is None or segment is None:
+            kept[key] = choice[2]
+            fallbacks.append(Fallback(key, *choice))
+        else:
+            segmented[(key, name)] += choice[2]
+            selections.append(Selection(key, name, segment, *choice))
 
     countries = [
         CountryStats(
             country_key=key,
             country=names[key],
-            rows_in=rows_in[key],
+            rows_in=kept[key] + sum(rejected[key].values()),
             rows_kept=kept[key],
             rejected_by_reason={code: rejected[key][code] for code in rules.REASON_CODES},
-            unsegmented={r.name: unsegmented[key][r.name] for r in rules.SEGMENT_RULES},
+            # Each kept row is in at most one segment of a rule: the others are in none.
+            unsegmented={r.name: kept[key] - segmented[(key, r.name)] for r in rules.SEGMENT_RULES},
         )
         for key in sorted(names)
     ]
-    selections = [
-        Selection(key, name, segment, *ranked)
-        for (key, name, segment), ranked in sorted(most_used(per_segment).items())
-    ]
-    fallbacks = [
-        Fallback(key, *ranked) for (key,), ranked in sorted(most_used(per_country).items())
-    ]
     return RunResult(
         rows_read,
-        rows_read - sum(rows_in.values()),
+        rows_read - sum(c.rows_in for c in countries),
         countries,
         selections,
         fallbacks,
-        min_segment_rows,
+        min_segment_rows=min_segment_rows,
+        usage=[u for _, bars in ordered for u in bars],
     )
+
+
+def _order(item: tuple) -> tuple:
+    """Choices by country, segment name and segment (a fallback first: no name sorts low)."""
+    (key, name, segment), _ = item
+    return (key, name or "", segment or "")

@@ -4,8 +4,9 @@ read (one DataFrame per distinct file schema) -> :func:`unify` (each checked, ca
 schema, unioned) -> :func:`select_in_scope` -> :func:`distinct_rows` (exact duplicates
 found through a cheap hash-first pass) -> :func:`classify` (normalise, reason per row) ->
 :func:`assign_segments` -> :func:`kept_rows` / :func:`rejected_rows` (the lake outputs) ->
-:func:`tally`, the counts of those outputs: the aggregate that is all that reaches the driver
-(:mod:`glue_jobs.selection` reduces it to statistics and selections).
+:func:`tally`, the counts of those outputs, with the amounts behind each choice ranked and
+bounded (:func:`usage`): the aggregate that is all that reaches the driver
+(:mod:`glue_jobs.selection` reads it as statistics, selections and their usage).
 
 Native Spark expressions only: no Python UDFs, so the same code runs from a 3 MB file in local
 mode to billions of rows on a Glue cluster. The rules themselves (order, codes, bounds) come from
@@ -22,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from chalicelib import rules
+from chalicelib.runs import USAGE_TOP_AMOUNTS
 from chalicelib.sources import InputError
 from chalicelib.text import shown
 
@@ -395,21 +397,67 @@ def copy_reason() -> Column:
     return F.coalesce(F.when(F.col("pos") == 0, F.col("col")), F.lit(rules.REASON_CODES[0]))
 
 
-def tally(kept: DataFrame, rejected: DataFrame) -> DataFrame:
-    """The counts behind every statistic and selection, taken from the two outputs themselves.
-
-    One row per country x amount x segments of the kept rows and per country x reason of the
-    rejected ones (duplicate copies included), with its ``rows``: bounded by the countries, the
-    distinct amounts and the segments, not by the rows (a few hundred on the real history).
-    ``country`` is the display name of ``country_key``.
-    """
+def amount_counts(kept: DataFrame) -> DataFrame:
+    """Kept rows per country, voucher amount and segment of each rule (``rows``)."""
     segments = [r.name for r in rules.SEGMENT_RULES]
-    counted = (
-        kept.groupBy("country_key", "voucher_amount", *segments)
-        .agg(F.count("*").alias("rows"))
-        .unionByName(
-            rejected.groupBy("country_key", "reason").agg(F.count("*").alias("rows")),
-            allowMissingColumns=True,
-        )
+    return kept.groupBy("country_key", "voucher_amount", *segments).agg(F.count("*").alias("rows"))
+
+
+def _choices() -> Column:
+    """The choices a kept row counts in: its country's fallback (no segment name), then its
+    segment of each rule (a null segment where it has none)."""
+    none = F.lit(None).cast("string")
+    return F.array(
+        F.struct(none.alias("segment_name"), none.alias("segment")),
+        *(
+            F.struct(F.lit(r.name).alias("segment_name"), F.col(r.name).alias("segment"))
+            for r in rules.SEGMENT_RULES
+        ),
+    )
+
+
+def usage(kept: DataFrame, top: int = USAGE_TOP_AMOUNTS) -> DataFrame:
+    """The usage behind each choice, ranked and bounded in Spark: per country, segment name and
+    segment (both null: the country's fallback), the ``rows`` of each amount at its
+    ``position``, most rows first and a tie to the lower amount (1 is the choice, 2 the
+    runner-up); past ``top``, one row at ``top + 1`` with a null amount sums the rest and counts
+    their ``amounts``. At most ``top + 1`` rows per choice, however many amounts there are.
+    """
+    if top < 2:
+        raise ValueError(f"the usage names at least the winner and the runner-up, not {top}")
+    choice = ["country_key", "segment_name", "segment"]
+    per_amount = (
+        amount_counts(kept)
+        .select("country_key", "voucher_amount", "rows", F.explode(_choices()).alias("choice"))
+        .select("country_key", "choice.*", "voucher_amount", "rows")
+        .where(F.col("segment_name").isNull() | F.col("segment").isNotNull())
+        # Rows of a choice together once: the sum per amount, the ranking and the cut below
+        # then need no shuffle of their own (their input is a few rows per amount).
+        .repartition(*choice)
+        .groupBy(*choice, "voucher_amount")
+        .agg(F.sum("rows").alias("rows"))
+    )
+    rank = F.row_number().over(
+        Window.partitionBy(*choice).orderBy(F.desc("rows"), F.asc("voucher_amount"))
+    )
+    ranked = per_amount.select("*", rank.alias("rank"))
+    named = F.col("rank") <= top
+    return ranked.groupBy(*choice, F.least("rank", F.lit(top + 1)).alias("position")).agg(
+        F.max(F.when(named, F.col("voucher_amount"))).alias("voucher_amount"),
+        F.sum("rows").alias("rows"),
+        F.count("*").cast("int").alias("amounts"),
+    )
+
+
+def tally(kept: DataFrame, rejected: DataFrame, top: int = USAGE_TOP_AMOUNTS) -> DataFrame:
+    """The counts behind every statistic and selection, taken from the two outputs themselves:
+    the :func:`usage` of the kept rows, and per country and reason the rejected rows (duplicate
+    copies included), each with its ``rows``. Bounded by the countries, the segments and ``top``,
+    not by the rows nor the amounts: this is what reaches the driver. ``country`` is the display
+    name of ``country_key``.
+    """
+    counted = usage(kept, top).unionByName(
+        rejected.groupBy("country_key", "reason").agg(F.count("*").alias("rows")),
+        allowMissingColumns=True,
     )
     return counted.select("*", F.initcap("country_key").alias("country"))

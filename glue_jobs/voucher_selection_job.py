@@ -17,12 +17,13 @@ import os
 import signal
 import sys
 
+from chalicelib import logs, runs
 from chalicelib.rules import DEFAULT_COUNTRIES, min_segment_rows
-from chalicelib.runs import AlreadyProcessed, ObjectChanged, new_run_id
 from glue_jobs import session
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
+log = logging.getLogger("voucher_selection")
 _LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
 #: Job arguments: name -> (default, help). ``None`` marks the required one.
 ARGUMENTS: dict[str, tuple[str | None, str]] = {
@@ -34,10 +35,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "run_id": ("", "the run's id (default: a new one from the time)"),
     "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
     "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
-    "db_secret_arn": ("", "Secrets Manager secret with the database username and password"),
-    "db_host": ("", "database host (with --db_secret_arn)"),
-    "db_port": ("", "database port (with --db_secret_arn)"),
-    "db_name": ("", "database name (with --db_secret_arn)"),
+    "db_host": ("", "database host (the job logs in as the writer role with an IAM token)"),
+    "db_port": ("", "database port (with --db_host)"),
+    "db_name": ("", "database name (with --db_host)"),
     "run_lease_seconds": (
         "",
         "seconds a run may go without a heartbeat before it counts as abandoned (default 300)",
@@ -74,20 +74,21 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     from awsglue.utils import getResolvedOptions
 
     given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
-    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])
+    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])  # JOB_RUN_ID included
     return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
 
 
 def options_from(args: dict[str, str]) -> JobOptions:
     """JobOptions from parsed arguments; database and lease arguments go to the environment
     that ``db`` and ``runs`` read."""
-    for name in ("db_secret_arn", "db_host", "db_port", "db_name", "run_lease_seconds"):
+    for name in ("db_host", "db_port", "db_name", "run_lease_seconds"):
         if args.get(name):
             os.environ[name.upper()] = args[name]
     return JobOptions(
+        job_run_id=args.get("JOB_RUN_ID") or f"pid {os.getpid()}",
         source=args["source"],
         countries=args["countries"],
-        run_id=args["run_id"] or new_run_id(),
+        run_id=args["run_id"] or runs.new_run_id(),
         curated_location=args["curated_location"],
         rejected_location=args["rejected_location"],
         catalog_database=args["catalog_database"],
@@ -99,28 +100,39 @@ def options_from(args: dict[str, str]) -> JobOptions:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
-    logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    logging.getLogger("voucher_selection").setLevel(logging.INFO)
+    logs.configure()  # JSON lines at INFO, each with the run's id
     args = parse_args(argv)
     options = options_from(args)
-    if not on_glue(argv):
-        outcome = _run_once(session.local(), options)
-    else:
-        with session.glue_job(args) as spark:
-            outcome = _run_once(spark, options)
-    if outcome:
-        print(format_summary(outcome), flush=True)
+    with logs.about_run(options.run_id):
+        if not on_glue(argv):
+            outcome = _run_once(session.local(), options)
+        else:
+            with session.glue_job(args) as spark:
+                outcome = _run_once(spark, options)
+        if outcome and on_glue(argv):
+            log.info("run summary\n%s", format_summary(outcome))
+        elif outcome:  # a run asked for here: the summary for the person who asked
+            print(format_summary(outcome), flush=True)
     return 0
 
 
+#: Why a job run may find nothing to do: not an error. S3 repeats events; an object overwritten
+#: before its run started is run by its newer version's event (the run's record says so); a job
+#: started twice for one run leaves it to the job run that took it.
+NOTHING_TO_DO = (
+    runs.AlreadyProcessed,
+    runs.ObjectChanged,
+    runs.AlreadyRunning,
+    runs.AlreadyFinished,
+)
+
+
 def _run_once(spark, options: JobOptions) -> RunOutcome | None:
-    """Run, or say why there is nothing to do (not an error: S3 repeats events, and an object
-    overwritten before its run started is run by its newer version's event; the run's record
-    says so)."""
+    """Run, or say why there is nothing to do."""
     try:
         return run(spark, options)
-    except (AlreadyProcessed, ObjectChanged) as done:
-        print(f"{options.source} was {done}; nothing to do", flush=True)
+    except NOTHING_TO_DO as done:
+        log.info("%s: %s; nothing to do", options.source, done)
         return None
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from chalicelib.rules import REASON_CODES, SEGMENT_RULES, SegmentRule
 from chalicelib.runs import (
+    USAGE_TOP_AMOUNTS,
+    AmountUsage,
     CountryStats,
     Fallback,
     RunResult,
@@ -93,6 +95,32 @@ FIRST = run_result(
     ("china", "China", CHINA, CHINA_FALLBACK, 1200),
 )
 SECOND = run_result(("peru", "Peru", PERU_SECOND, PERU_SECOND_FALLBACK, 5100))
+
+
+def _usage(name: str | None, segment: str | None, amounts: list, other=None) -> list:
+    """Peru's usage rows of one choice: ``amounts`` as (amount, rows) by position, then
+    ``other`` as (rows, amounts) past the limit."""
+    usage = [
+        AmountUsage("peru", name, segment, i + 1, amount, rows)
+        for i, (amount, rows) in enumerate(amounts)
+    ]
+    if other:
+        usage.append(AmountUsage("peru", name, segment, len(amounts) + 1, None, *other))
+    return usage
+
+
+def with_usage() -> RunResult:
+    """Peru with the usage behind its fallback and its segment 180+: 2640 over 4400, then more
+    amounts than ``USAGE_TOP_AMOUNTS`` names, the last two as the "other" bucket."""
+    result = run_result(("peru", "Peru", PERU, PERU_FALLBACK, 5000))
+    result.selections[-1] = Selection("peru", "recency_segment", "180+", 2640.0, 30, 60, 4400.0, 20)
+    kept = result.countries[0].rows_kept
+    result.fallbacks = [Fallback("peru", 2640.0, kept - 979, kept, 4400.0, 979)]
+    many = [(2640.0, 30), (4400.0, 20)] + [(100.0 + i, 1) for i in range(USAGE_TOP_AMOUNTS - 2)]
+    result.usage = _usage("recency_segment", "180+", many, other=(2, 2)) + _usage(
+        None, None, [(2640.0, kept - 979), (4400.0, 979)]
+    )
+    return result
 
 
 def one_amount_run(run_id: str, amount: float) -> tuple[str, RunResult]:

@@ -8,6 +8,8 @@ sessions may share it). Plain helpers are in ``tests/helpers.py``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +17,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from chalice.test import Client
-from psycopg2 import sql
 
 from chalicelib.api.store import default_store
 from chalicelib.migrate import migrate
@@ -25,9 +26,10 @@ from infra.local import catalog as local_catalog
 from infra.local import s3 as local_s3
 from infra.local import stack as local_services
 from infra.local.processes import free_port
-from infra.local.serve import serving
+from infra.local.serve import LOCAL_API_KEY, serving
 from infra.local.settings import REPO_ROOT, from_env
 from scripts import sample_runs
+from tests.helpers import empty_tables
 
 #: A stage absent from .chalice/config.json: the tests' environment reaches the handlers as it is.
 TEST_STAGE = "test"
@@ -52,6 +54,7 @@ _HEAVY_FIXTURES = {
     "spark",
     "browser",
     "throwaway_server",
+    "tls_server",
     "throwaway_endpoint",
     "private_stack",
     "report",
@@ -129,16 +132,7 @@ def database_url(local_stack):
 def db(database_url):
     """A connection to the test database, every table but schema_migrations emptied first."""
     conn = psycopg2.connect(database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT tablename FROM pg_tables"
-            " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
-        )
-        tables = [sql.Identifier(row[0]) for row in cur.fetchall()]
-        if tables:
-            cur.execute(
-                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(tables))
-            )
+    empty_tables(conn)
     yield conn
     conn.close()
 
@@ -212,6 +206,17 @@ def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
     return pump
 
 
+#: The quiet period of dataset folders in tests (``DATASET_QUIET_SECONDS``).
+QUIET_S = 3
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """Dataset folders without a marker run once quiet for ``QUIET_S`` seconds."""
+    monkeypatch.setenv("DATASET_QUIET_SECONDS", str(QUIET_S))
+    return QUIET_S
+
+
 @pytest.fixture
 def glue(uploads, spark, monkeypatch):
     """The handler starts a Glue job of this test's own on the endpoint, which records job runs
@@ -255,12 +260,32 @@ def published(db):
     return db
 
 
+@pytest.fixture
+def published_with_usage(db):
+    """Latvia and China published by a run from before usage was recorded, then Peru with its
+    usage (``sample_runs.with_usage``); yields the database connection."""
+    sample_runs.publish(db, "run-before-usage", sample_runs.FIRST)
+    sample_runs.publish(db, "run-with-usage", sample_runs.with_usage())
+    return db
+
+
 @pytest.fixture(scope="session")
 def local_api(database_url, tmp_path_factory):
     """The API under ``chalice local`` on the test database."""
     log = tmp_path_factory.mktemp("chalice-local") / "server.log"
     with serving({**os.environ, "CACHE_TTL_SECONDS": "0"}, log, TEST_STAGE) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def keyed_api(database_url, tmp_path_factory):
+    """The API under ``chalice local`` as a stage that requires the API key (prod), on the test
+    database: ``(url, key)``; keyed routes answer only with ``x-api-key: key``."""
+    key = uuid.uuid4().hex
+    env = {**os.environ, "CACHE_TTL_SECONDS": "0", "API_KEY_REQUIRED": "true", LOCAL_API_KEY: key}
+    log = tmp_path_factory.mktemp("chalice-local-keyed") / "server.log"
+    with serving(env, log, TEST_STAGE) as url:
+        yield url, key
 
 
 @pytest.fixture
@@ -275,6 +300,51 @@ def throwaway_server(monkeypatch):
             conn.close()
         monkeypatch.setenv("DATABASE_URL", server.url)
         yield server
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    server: postgres.Server
+    ca_file: Path  # the authority its certificate chains to
+    other_ca_file: Path  # an authority that signed nothing of it
+
+
+@pytest.fixture
+def tls_server():
+    """A PostgreSQL server of this test's own that speaks TLS only (``hostssl``), with a
+    certificate for 127.0.0.1 from an authority of its own; migrated, the first sample run
+    published."""
+    from tests.helpers import certificate_authority, pem, server_certificate
+
+    files = Path(tempfile.mkdtemp(prefix="voucher-tls-"))  # the server's OS user reads it
+    files.chmod(0o755)
+    authority = certificate_authority("voucher test CA")
+    certificate, key = server_certificate(authority, ["127.0.0.1"])
+    written = {
+        "ca.pem": pem(authority[0]),
+        "other-ca.pem": pem(certificate_authority("another CA")[0]),
+        "server.pem": certificate,
+        "server.key": key,
+        "pg_hba.conf": b"hostssl all all 127.0.0.1/32 trust\n",
+    }
+    for name, data in written.items():
+        (files / name).write_bytes(data)
+        postgres.give_to_server(files / name, 0o600 if name == "server.key" else 0o644)
+    settings = {
+        "ssl": "on",
+        "ssl_cert_file": files / "server.pem",
+        "ssl_key_file": files / "server.key",
+        "hba_file": files / "pg_hba.conf",
+    }
+    with postgres.temporary(settings={k: str(v) for k, v in settings.items()}) as server:
+        conn = psycopg2.connect(server.url, sslmode="require")
+        try:
+            migrate(conn)
+            sample_runs.publish(conn, sample_runs.FIRST_RUN, sample_runs.FIRST)
+        finally:
+            conn.close()
+        yield TlsServer(server, files / "ca.pem", files / "other-ca.pem")
+    shutil.rmtree(files, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,20 +8,30 @@ import io
 import ipaddress
 import json
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import pyarrow.parquet as pq
 import schemathesis
+from psycopg2.sql import SQL, Identifier
+from pyspark.sql import types as T
 from schemathesis import GenerationMode
 
+from chalicelib import rules
 from chalicelib.runs import new_run_id
 from glue_jobs import voucher_selection_job
+from infra.local.paths import REPO_ROOT
 from scripts.generate_data import write
+
+#: Where browser tests save their screenshots (git-ignored: look at them, never commit them).
+SCREENSHOTS = REPO_ROOT / "reports" / "screenshots"
 
 #: The SPEC's sample request.
 RESULT_TABLES = (
@@ -88,6 +98,52 @@ def schema_of(api_url: str, max_examples: int):
     return schema
 
 
+# ------------------------------------------------------------------------------- pages in Chromium
+
+
+@dataclass
+class Tab:
+    """A browser tab on the local API, offline: what it did besides showing the page."""
+
+    context: object
+    page: object
+    #: Script errors and console errors (a CSP violation is one).
+    problems: list[str] = field(default_factory=list)
+    #: Requests that left the local API (refused).
+    outside: list[str] = field(default_factory=list)
+    #: Every request to the API: (method, path and query, its x-api-key or None).
+    calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def offline_tab(browser, api_url: str, width: int = 1100, height: int = 1400):
+    """A new browser context and tab where any request outside ``api_url`` fails."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = Tab(context, None)
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(api_url)
+            else (tab.outside.append(route.request.url), route.abort())
+        ),
+    )
+    tab.page = context.new_page()
+    tab.page.on("pageerror", lambda error: tab.problems.append(str(error)))
+    tab.page.on("console", lambda m: tab.problems.append(m.text) if m.type == "error" else None)
+
+    def called(request) -> None:
+        url = urlsplit(request.url)
+        where = url.path + (f"?{url.query}" if url.query else "")
+        tab.calls.append((request.method, where, request.headers.get("x-api-key")))
+
+    tab.page.on("request", called)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
 # --------------------------------------------------------------------------- input files and runs
 
 
@@ -126,6 +182,28 @@ def run_job(buckets, source: str, countries: str = "all", run_id: str = "", **ex
     return run_id
 
 
+#: The columns of the two lake outputs the tally reads.
+TALLIED_KEPT = T.StructType(
+    [
+        T.StructField("country_key", T.StringType()),
+        T.StructField("voucher_amount", T.DoubleType()),
+        *(T.StructField(r.name, T.StringType()) for r in rules.SEGMENT_RULES),
+    ]
+)
+TALLIED_REJECTED = T.StructType(
+    [T.StructField("country_key", T.StringType()), T.StructField("reason", T.StringType())]
+)
+
+
+def outputs(spark, kept=(), rejected=()):
+    """The two outputs as the tally reads them, from ``(country, amount, frequent, recency,
+    rows)`` and ``(country, reason, rows)``: each row repeated ``rows`` times."""
+    return (
+        spark.createDataFrame([row for *row, n in kept for _ in range(n)], TALLIED_KEPT),
+        spark.createDataFrame([row for *row, n in rejected for _ in range(n)], TALLIED_REJECTED),
+    )
+
+
 def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
     """Every parquet object under a prefix, read back through the endpoint."""
     keys = [
@@ -141,10 +219,9 @@ def read_lake(s3, bucket: str, prefix: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
-    """Per-country kept counts, selections and fallbacks of a history (the six columns as the real
-    file stores them): the SPEC's rules in pandas alone. A selection or fallback is (amount,
-    rows, rows it was chosen from, runner-up amount or None, runner-up rows)."""
+def _independent_kept(df: pd.DataFrame) -> pd.DataFrame:
+    """The kept rows of a history (the six columns as the real file stores them) with their
+    country key and segments: the SPEC's rules in pandas alone."""
     dup = df.duplicated(keep="first")
     ts = pd.to_datetime(df.timestamp, errors="coerce").dt.normalize()
     last = pd.to_datetime(df.last_order_ts, errors="coerce").dt.normalize()
@@ -165,24 +242,69 @@ def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
         [29, 60, 90, 120, 180, float("inf")],
         labels=["30-60", "61-90", "91-120", "121-180", "180+"],
     )
+    return k
 
-    def ranked(counts: pd.Series) -> tuple:
-        """(winner, its rows, all rows, runner-up, its rows): most rows, a tie to the lower."""
-        order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        second = order[1] if len(order) > 1 else (None, 0)
-        return order[0][0], order[0][1], counts.sum(), *second
 
-    selections, fallbacks = {}, {}
+_SEGMENT_NAMES = ("frequent_segment", "recency_segment")
+
+
+def _by_use(counts: pd.Series) -> list[tuple]:
+    """``(amount, rows)`` by most rows, a tie to the lower amount (the SPEC's order)."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _choices(k: pd.DataFrame):
+    """``((country, segment_name, segment), amount counts)`` of every choice of kept rows: each
+    country's fallback (``None, None``), then each segment with history."""
     for country, group in k.groupby("country"):
-        fallbacks[country] = ranked(group.voucher_amount.value_counts())
-    for name in ("frequent_segment", "recency_segment"):
-        counts = k.groupby(["country", name, "voucher_amount"], observed=True).size()
-        for (country, segment), group in counts.groupby(level=[0, 1], observed=True):
-            selections[(country, name, segment)] = ranked(group.droplevel([0, 1]))
+        yield (country, None, None), group.voucher_amount.value_counts()
+    for name in _SEGMENT_NAMES:
+        for (country, segment), group in k.groupby(["country", name], observed=True):
+            yield (country, name, segment), group.voucher_amount.value_counts()
+
+
+def independent_expectations(df: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """Per-country kept counts, selections and fallbacks of a history (the six columns as the real
+    file stores them): the SPEC's rules in pandas alone. A selection or fallback is (amount,
+    rows, rows it was chosen from, runner-up amount or None, runner-up rows)."""
+    k = _independent_kept(df)
+    selections, fallbacks = {}, {}
+    for (country, name, segment), counts in _choices(k):
+        order = _by_use(counts)
+        second = order[1] if len(order) > 1 else (None, 0)
+        ranked = (*order[0], counts.sum(), *second)
+        if name is None:
+            fallbacks[country] = ranked
+        else:
+            selections[(country, name, segment)] = ranked
     return k.country.value_counts().to_dict(), selections, fallbacks
 
 
+def independent_usage(df: pd.DataFrame, top: int) -> dict[tuple, list[tuple]]:
+    """Per choice ``(country, segment_name, segment)`` (``None, None``: the fallback) of a
+    history, in pandas alone: ``(amount, rows)`` in the SPEC's order, the first ``top``, then
+    ``(None, rows of the rest)`` when there are more."""
+    usage = {}
+    for choice, counts in _choices(_independent_kept(df)):
+        order = _by_use(counts)
+        rest = [(None, sum(n for _, n in order[top:]))] if order[top:] else []
+        usage[choice] = order[:top] + rest
+    return usage
+
+
 # ------------------------------------------------------------------------- the database's view
+
+
+def empty_tables(conn) -> None:
+    """Empty every table of the database but ``schema_migrations``."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
+        )
+        tables = [Identifier(row[0]) for row in cur.fetchall()]
+        if tables:
+            cur.execute(SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(SQL(", ").join(tables)))
 
 
 def fetch(db, sql: str, *params) -> list[tuple]:
@@ -266,6 +388,74 @@ def settle(pump, db, key: str, runs: int = 1, timeout_s: float = 240) -> list[tu
     raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
 
 
+def reconcile(client) -> None:
+    """One tick of the reconciler, as EventBridge's schedule invokes it (``app.reconcile``)."""
+    from infra.local.events import scheduled_event
+
+    client.lambda_.invoke("reconcile", scheduled_event())
+
+
+def converge(pump, client, db, key: str, runs: int = 1, timeout_s: float = 600) -> list[tuple]:
+    """Pump the queue and tick the reconciler (once a second) until ``key`` has ``runs`` runs,
+    none waiting, queued or running; return them."""
+    deadline, tick = time.monotonic() + timeout_s, 0.0
+    while time.monotonic() < deadline:
+        pump.poll_once()
+        if time.monotonic() >= tick:
+            reconcile(client)
+            tick = time.monotonic() + 1
+        found = runs_of(db, key)
+        if len(found) >= runs and all(s in ("succeeded", "failed") for _, s, _ in found):
+            return found
+    raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
+
+
+def drained(pump, timeout_s: float = 60) -> None:
+    """Pump until the queue holds nothing, visible or in flight (delayed checks included)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pump.poll_once()
+        counts = pump.sqs.get_queue_attributes(
+            QueueUrl=pump.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        if not any(int(n) for n in counts.values()):
+            return
+    raise AssertionError(f"the upload queue still holds messages: {counts}")
+
+
+@contextlib.contextmanager
+def black_hole():
+    """A TCP endpoint on loopback that accepts connections and never answers (a hung service);
+    yields its URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
 def pump_for(pump, seconds: float) -> int:
     """Keep the pump going for ``seconds``; return how many messages it handled."""
     handled, deadline = 0, time.monotonic() + seconds
@@ -297,3 +487,78 @@ def listening(pid: int) -> set[tuple[str, int]]:
                 host = host.ipv4_mapped
             found.add((str(host), int(port, 16)))
     return found
+
+
+# ------------------------------------------------------------------------------- TLS certificates
+
+
+def certificate_authority(name: str):
+    """A self-signed certificate authority: ``(certificate, private key)``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def server_certificate(authority, addresses: list[str]):
+    """A server certificate signed by ``authority`` for these IP ``addresses``: ``(PEM
+    certificate, PEM private key)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_certificate, ca_key = authority
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, addresses[0])]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def pem(certificate) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return certificate.public_bytes(serialization.Encoding.PEM)

@@ -2,8 +2,9 @@
 
 Chalice answers a wrong method (405) or a wrong content type (415) itself, with a body of its own
 (``{"Code", "Message"}``); :func:`one_error_shape`, an HTTP middleware, rewrites those answers.
-The development server's own refusals (an unknown route) are rewritten in ``infra/local/serve.py``
-and API Gateway's in the app stack's gateway responses, with the same codes.
+The development server's own refusals (an unknown route, and a keyed route without the local
+key) are rewritten in ``infra/local/serve.py`` and API Gateway's in the app stack's gateway
+responses, with the same codes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ _CHALICE_ERRORS = {
 
 def unknown_route() -> ApiError:
     return ApiError(404, "unknown_route", UNKNOWN_ROUTE_MESSAGE)
+
+
+def api_key_required() -> ApiError:
+    """A keyed route (prod) called without the stage's key: API Gateway's refusal (the app
+    stack's gateway response), and the local stage's when it requires a key."""
+    return ApiError(
+        403, "api_key_required", "this route needs a valid API key in the x-api-key header"
+    )
 
 
 def one_error_shape(response: Response) -> Response:

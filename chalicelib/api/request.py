@@ -102,6 +102,23 @@ BLANK_PATTERN = f"^[{_SPACES}]*$"
 MAX_NUMBER_TEXT = 100
 
 
+def names_pattern(names: tuple[str, ...]) -> str:
+    """One or more of ``names``, comma-separated: a query parameter's pattern."""
+    one = f"(?:{'|'.join(names)})"
+    return f"^{one}(?:,{one})*$"
+
+
+def parse_names(text: str, names: tuple[str, ...], field: str) -> frozenset[str]:
+    """The names a query parameter lists (:func:`names_pattern`); 400 for anything else."""
+    if not re.fullmatch(names_pattern(names), text):
+        raise bad_request(
+            "invalid_field",
+            f"{field} must be one or more of {', '.join(names)}, comma-separated",
+            field,
+        )
+    return frozenset(text.split(","))
+
+
 @dataclass(frozen=True)
 class VoucherRequest:
     """A validated voucher request; dates are UTC dates, ``moment`` the voucher's date."""

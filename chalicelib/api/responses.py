@@ -11,7 +11,7 @@ from chalicelib.api.errors import ApiError
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
-#: The search page is self-contained: it may run its inline code and call this API, nothing else.
+#: The pages are self-contained: they may run their inline code and call this API, nothing else.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -21,6 +21,11 @@ PAGE_POLICY = (
 def amount(value: float) -> int | float:
     """A voucher amount as an integer when whole, else the float."""
     return int(value) if float(value).is_integer() else value
+
+
+def amount_or_none(value: float | None) -> int | float | None:
+    """:func:`amount`, where there may be none."""
+    return None if value is None else amount(value)
 
 
 def _encode(value: object) -> str:

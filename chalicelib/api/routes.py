@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import traceback
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -19,6 +20,7 @@ from chalice.app import Response
 
 from chalicelib.api.batch import answer_vouchers
 from chalicelib.api.criteria import selection_criteria
+from chalicelib.api.detail import parse_details
 from chalicelib.api.errors import ApiError, internal_error
 from chalicelib.api.request import parse_batch, parse_voucher_request
 from chalicelib.api.responses import (
@@ -28,7 +30,7 @@ from chalicelib.api.responses import (
     page_response,
     text_response,
 )
-from chalicelib.api.run_history import latest_runs, one_run, parse_limit
+from chalicelib.api.run_history import latest_runs, one_run, parse_limit, parse_statuses
 from chalicelib.api.store import default_store
 from chalicelib.api.voucher import answer_voucher
 from chalicelib.db import redact
@@ -46,13 +48,27 @@ def api_key_required() -> bool:
 
 #: Where a stage asks for the API key (prod), every route with the product's answers or its
 #: operational data (buckets, keys, ETags, errors) asks for it; /health then says only "ok".
+#: /selection_criteria is keyed, not a public view: its core is the winning voucher of every
+#: segment, every answer of POST /voucher at once, which a view without sources, ETags and row
+#: counts would still give away.
 KEYED = api_key_required()
 
 
 @functools.cache
 def static_text(name: str) -> str:
-    """A file served as it is (the OpenAPI document, the search page), read once."""
+    """A file served as it is (the OpenAPI document), read once."""
     return (STATIC_DIR / name).read_text(encoding="utf-8")
+
+
+#: ``/* include name */`` in a page: the static file ``name`` goes there (what the pages share:
+#: ``pages.css``, ``pages.js``), so that each page stays one self-contained answer.
+_INCLUDE = re.compile(r"/\* include ([a-z_]+\.(?:css|js)) \*/")
+
+
+@functools.cache
+def page(name: str) -> str:
+    """A page with what it includes, assembled once."""
+    return _INCLUDE.sub(lambda found: static_text(found[1]), static_text(name))
 
 
 def answers(view: Callable[..., object]) -> Callable[..., Response]:
@@ -92,17 +108,27 @@ def vouchers():
     return answer_vouchers(customers, default_store().published(), _today())
 
 
-@api.route("/selection_criteria", methods=["GET"])
+@api.route("/selection_criteria", methods=["GET"], api_key_required=KEYED)
 @answers
 def criteria():
-    query = api.current_request.query_params
-    return selection_criteria(default_store().published(), query.get("country") if query else None)
+    query = api.current_request.query_params or {}
+    details = parse_details(query.get("detail"))
+    store = default_store()
+    return selection_criteria(store.published(), query.get("country"), details, store.read)
 
 
+# The pages are public (their HTML holds no data); what they show comes from the routes above,
+# with the key where the stage requires one.
 @api.route("/search_voucher", methods=["GET"])
 @answers
 def search_page():
-    return page_response(static_text("search_voucher.html"))
+    return page_response(page("search_voucher.html"))
+
+
+@api.route("/selection", methods=["GET"])
+@answers
+def selection_page():
+    return page_response(page("selection.html"))
 
 
 @api.route("/health", methods=["GET"])
@@ -119,8 +145,15 @@ def health():
 @api.route("/runs", methods=["GET"], api_key_required=KEYED)
 @answers
 def runs():
-    limit = parse_limit(api.current_request.query_params)
-    return {"runs": default_store().read(lambda conn: latest_runs(conn, limit))}
+    query = api.current_request.query_params
+    limit, statuses = parse_limit(query), parse_statuses(query)
+    return {"runs": default_store().read(lambda conn: latest_runs(conn, limit, statuses))}
+
+
+@api.route("/runs/page", methods=["GET"])
+@answers
+def runs_page():
+    return page_response(page("runs.html"))
 
 
 @api.route("/runs/{run_id}", methods=["GET"], api_key_required=KEYED)

@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 
 from chalicelib.api.errors import bad_request, not_found
-from chalicelib.api.responses import amount
-from chalicelib.runs import SelectionChange, changes_of
+from chalicelib.api.request import parse_names
+from chalicelib.api.responses import amount_or_none
+from chalicelib.runs import RUN_STATUSES, SelectionChange, changes_of
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -26,7 +27,11 @@ SELECT r.run_id, run_status(r), r.requested_by,
        r.created_at, r.started_at, r.finished_at,
        CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
             THEN round(extract(epoch FROM now() - r.heartbeat_at), 1)::float END,
-       r.lease_seconds, r.rows_read, r.rows_out_of_scope, r.published_countries,
+       r.lease_seconds,
+       CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
+            THEN r.status_reason END,
+       r.start_attempts, r.notes,
+       r.rows_read, r.rows_out_of_scope, r.published_countries,
        run_error(r), r.min_segment_rows,
        coalesce((SELECT json_agg(json_build_object(
                     'country_code', s.country, 'rows_in', s.rows_in, 'rows_kept', s.rows_kept,
@@ -50,6 +55,9 @@ _FIELDS = (
     "finished_at",
     "heartbeat_age_seconds",
     "lease_seconds",
+    "status_reason",
+    "start_attempts",
+    "notes",
     "rows_read",
     "rows_out_of_scope",
     "published_countries",
@@ -74,9 +82,20 @@ def parse_limit(query: Mapping[str, str] | None) -> int:
     return int(text.lstrip("0"))  # the pattern allows any number of zeros: int() would not
 
 
-def latest_runs(conn, limit: int) -> list[dict]:
+def parse_statuses(query: Mapping[str, str] | None) -> frozenset[str]:
+    """``status``: the statuses to list, comma-separated (all without it)."""
+    text = (query or {}).get("status")
+    return frozenset(RUN_STATUSES) if text is None else parse_names(text, RUN_STATUSES, "status")
+
+
+def latest_runs(conn, limit: int, statuses: frozenset[str] = frozenset(RUN_STATUSES)) -> list[dict]:
+    """The latest runs, newest first, of the given statuses (an abandoned run is ``failed``)."""
     with conn, conn.cursor() as cur:
-        cur.execute(_RUNS_SQL + " ORDER BY r.created_at DESC, r.run_id DESC LIMIT %s", (limit,))
+        cur.execute(
+            _RUNS_SQL + " WHERE run_status(r) = ANY(%s)"
+            " ORDER BY r.created_at DESC, r.run_id DESC LIMIT %s",
+            (sorted(statuses), limit),
+        )
         return [_run(row) for row in cur.fetchall()]
 
 
@@ -93,16 +112,12 @@ def one_run(conn, run_id: str) -> dict:
 
 def _change(change: SelectionChange) -> dict:
     """A selection the run changed; amounts as answers show them."""
-
-    def shown_amount(value: float | None) -> int | float | None:
-        return None if value is None else amount(value)
-
     return {
         "country_key": change.country_key,
         "segment_name": change.segment_name,
         "segment": change.segment,
-        "old_voucher_amount": shown_amount(change.old_amount),
-        "new_voucher_amount": shown_amount(change.new_amount),
+        "old_voucher_amount": amount_or_none(change.old_amount),
+        "new_voucher_amount": amount_or_none(change.new_amount),
         "old_share": change.old_share,
         "new_share": change.new_share,
         "replaced_run_id": change.replaced_run_id,

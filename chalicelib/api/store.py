@@ -156,7 +156,10 @@ def default_store() -> PublishedStore:
     timeout_ms = int(os.environ.get("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS))
     return PublishedStore(
         connect=functools.partial(
-            db.connect, statement_timeout_ms=timeout_ms, application_name="voucher-api"
+            db.connect,
+            statement_timeout_ms=timeout_ms,
+            application_name="voucher-api",
+            role=db.READER,
         ),
         ttl_seconds=float(os.environ.get("CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS)),
     )

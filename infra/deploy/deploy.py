@@ -167,13 +167,19 @@ def app_template(sam_template: Path, code_uri: str) -> str:
     return json.dumps(template, indent=1)
 
 
-def deploy_app(cfn, s3, built: package.Build, values: Mapping[str, str], echo: Echo) -> dict:
-    bucket = values["ArtifactsBucketName"]
-    prefix = f"app/{built.stage}"
-    code_key = f"{prefix}/deployment-{_digest(built.lambda_zip.read_bytes())}.zip"
-    code_uri = upload(s3, built.lambda_zip, bucket, code_key, echo)
-    text = app_template(built.template, code_uri)
-    template_key = f"{prefix}/template-{_digest(text.encode())}.json"
+def upload_app_code(s3, built: package.Build, bucket: str, echo: Echo) -> tuple[str, str]:
+    """The Lambda zip under ``app/<stage>/`` of ``bucket``, named by its digest: its key."""
+    key = f"app/{built.stage}/deployment-{_digest(built.lambda_zip.read_bytes())}.zip"
+    upload(s3, built.lambda_zip, bucket, key, echo)
+    return bucket, key
+
+
+def deploy_app(
+    cfn, s3, built: package.Build, code: tuple[str, str], values: Mapping[str, str], echo: Echo
+) -> dict:
+    bucket, key = code
+    text = app_template(built.template, f"s3://{bucket}/{key}")
+    template_key = f"app/{built.stage}/template-{_digest(text.encode())}.json"
     s3.put_object(Bucket=bucket, Key=template_key, Body=text.encode())
     region = s3.meta.region_name
     url = f"https://{bucket}.s3.{region}.amazonaws.com/{template_key}"
@@ -188,16 +194,22 @@ def deploy_app(cfn, s3, built: package.Build, values: Mapping[str, str], echo: E
     )
 
 
-def invoke_migrate(cfn, lambda_client, stage: str, echo: Echo) -> str:
-    """Run the ``migrate`` function (inside the VPC) once; its answer."""
+def migrate_function(cfn, stage: str) -> str | None:
+    """The app stack's ``migrate`` function, or ``None`` before the stack's first deploy."""
     name = stacks.stack_name(stage, "app")
+    if stacks.status(cfn, name) is None:
+        return None
     try:
         detail = cfn.describe_stack_resource(StackName=name, LogicalResourceId="Migrate")
     except Exception as exc:
         raise DeployError(
             f'{name} has no Migrate function: app.py needs @app.lambda_function(name="migrate")'
         ) from exc
-    function = detail["StackResourceDetail"]["PhysicalResourceId"]
+    return detail["StackResourceDetail"]["PhysicalResourceId"]
+
+
+def invoke_migrate(lambda_client, function: str, echo: Echo) -> str:
+    """Run the ``migrate`` function (inside the VPC) once; its answer."""
     answer = lambda_client.invoke(FunctionName=function, Payload=b"{}")
     payload = answer["Payload"].read().decode()
     if answer.get("FunctionError"):
@@ -206,36 +218,61 @@ def invoke_migrate(cfn, lambda_client, stage: str, echo: Echo) -> str:
     return payload
 
 
+def migrate_first(cfn, lambda_client, stage: str, code: tuple[str, str], echo: Echo) -> bool:
+    """Migrate with the release's own migrations before any of its code serves: the deployed
+    ``migrate`` function gets the new code and runs it. Migrations are expand-only (columns and
+    tables added, nothing the running release reads removed), so the release still serving
+    works on the new schema. ``False`` on a first deploy (no function yet, nothing serving)."""
+    function = migrate_function(cfn, stage)
+    if function is None:
+        return False
+    bucket, key = code
+    lambda_client.update_function_code(FunctionName=function, S3Bucket=bucket, S3Key=key)
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function)
+    echo(f"migrate: {function} runs the new release's migrations first")
+    invoke_migrate(lambda_client, function, echo)
+    return True
+
+
 def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) -> Path:
     """``dist/<stage>/chalice-deploy``: the app as ``chalice deploy`` takes it, its policies and
     settings rendered from ``values`` (the data plane's outputs)."""
     account = session.client("sts").get_caller_identity()["Account"]
     pseudo = chalice_project_module.pseudo_parameters(
-        stage, session.region_name, account, "voucher-selection"
+        stage, session.region_name, account, chalice_project_module.APP_NAME
     )
+    chalice_project_module.save(stage, {**values, **pseudo})
     out = chalice_project_module.render(
-        stage, {**values, **pseudo}, package.DIST / stage / "chalice-deploy"
+        stage, {**values, **pseudo}, chalice_project_module.project_dir(stage)
     )
-    echo(f"rendered {out.relative_to(templates.REPO_ROOT)} for chalice deploy")
+    echo(f"rendered {out.relative_to(templates.REPO_ROOT)}: chalice deploy --stage {stage} works")
     return out
 
 
 def run(session, stage: str, inputs: Inputs, built: package.Build, echo: Echo = print) -> dict:
-    """The whole sequence after the preflight; every stack's outputs, merged."""
-    cfn = session.client("cloudformation")
-    s3 = session.client("s3")
-    values = {"Stage": stage, **stage_settings(stage), **inputs.values()}
-    values["GlueAvailabilityZone"] = subnet_zone(session.client("ec2"), inputs.subnet_ids[0])
-    for part in templates.DATA_PLANE:
-        if part == "glue":
-            values |= upload_glue_files(s3, built, values["ArtifactsBucketName"], echo)
-        values |= deploy_part(cfn, stage, part, values, echo)
-    chalice_project(session, stage, values, echo)
-    values |= deploy_app(cfn, s3, built, values, echo)
+    """The whole sequence after the preflight; every stack's outputs, merged.
+
+    Nothing of the new release serves before its migrations ran: the data stacks (no code of
+    the release's), the migrations (the deployed ``migrate`` with the new code), then the job's
+    code and the app. A first deploy migrates once the app stack made ``migrate``.
+    """
     from botocore.config import Config
 
+    cfn = session.client("cloudformation")
+    s3 = session.client("s3")
     lambda_client = session.client("lambda", config=Config(read_timeout=300))
-    invoke_migrate(cfn, lambda_client, stage, echo)
+    values = {"Stage": stage, **stage_settings(stage), **inputs.values()}
+    values["GlueAvailabilityZone"] = subnet_zone(session.client("ec2"), inputs.subnet_ids[0])
+    for part in (p for p in templates.DATA_PLANE if p != "glue"):  # no code of the release
+        values |= deploy_part(cfn, stage, part, values, echo)
+    code = upload_app_code(s3, built, values["ArtifactsBucketName"], echo)
+    migrated = migrate_first(cfn, lambda_client, stage, code, echo)
+    values |= upload_glue_files(s3, built, values["ArtifactsBucketName"], echo)
+    values |= deploy_part(cfn, stage, "glue", values, echo)
+    chalice_project(session, stage, values, echo)
+    values |= deploy_app(cfn, s3, built, code, values, echo)
+    if not migrated:
+        invoke_migrate(lambda_client, migrate_function(cfn, stage) or "", echo)
     return values
 
 
@@ -248,8 +285,8 @@ def summary(values: Mapping[str, str]) -> str:
             f"upload to:    s3://{values['RawBucketName']}/incoming/<name>.parquet",
             f"dead letters: {values['UploadDeadLetterQueueUrl']}",
             f"alarms:       {values.get('AlarmTopicArn', '?')} (SNS; ALARM_EMAIL subscribes)",
-            f"or by hand:   chalice --project-dir dist/{values.get('Stage', '<stage>')}/"
-            f"chalice-deploy deploy --stage {values.get('Stage', '<stage>')}",
+            f"or by hand:   chalice deploy --stage {values.get('Stage', '<stage>')}"
+            " (at the project's root)",
             f"Glue job:     {values['GlueJobName']} (logs: {values['GlueLogGroupName']})",
         ]
     )

@@ -1,8 +1,10 @@
 """Build what a deploy uploads, into ``dist/`` (``make package [STAGE=dev]``).
 
 - ``dist/<stage>/app/``: ``chalice package --stage <stage>`` with the overlay
-  ``infra/cloudformation/chalice-overlay.yaml`` merged in: ``sam.yaml`` (the app stack's template)
-  and ``deployment.zip`` (every Lambda function's code and ``requirements.txt``).
+  ``infra/cloudformation/chalice-overlay.yaml`` merged in and every function's log group,
+  logging, errors alarm and dashboard widgets added (``infra/deploy/app_stack.py``): ``sam.yaml``
+  (the app stack's template) and ``deployment.zip`` (every Lambda function's code and
+  ``requirements.txt``).
 - ``dist/glue/``: the job's entry script and ``voucher_libs.zip`` (the ``glue_jobs`` and
   ``chalicelib`` packages, for ``--extra-py-files``); with ``--wheel``, also the psycopg2-binary
   wheel Glue installs when the private subnets have no NAT.
@@ -21,6 +23,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from infra.deploy import app_stack
 from infra.deploy.templates import CHALICE_OVERLAY, REPO_ROOT
 
 DIST = REPO_ROOT / "dist"
@@ -34,8 +39,44 @@ GLUE_WHEEL_PLATFORM = ("manylinux2014_x86_64", "3.11")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip entries' time: the same sources give the same bytes
 
 
+#: AWS's bundle of the RDS certificate authorities (every region), which ``verify-full``
+#: checks the database's certificate against (chalicelib/db.py): fetched once, packaged with
+#: the code (the Lambda zip, the Glue libraries), git-ignored.
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+
+
 class PackageError(RuntimeError):
     pass
+
+
+def ensure_ca_bundle(root: Path = REPO_ROOT) -> Path:
+    """``chalicelib/<db.CA_BUNDLE>``, downloaded from AWS when missing; every certificate in it
+    must parse."""
+    import ssl
+    import urllib.request
+
+    from chalicelib import db
+
+    path = root / "chalicelib" / db.CA_BUNDLE
+    if not path.is_file():
+        try:
+            with urllib.request.urlopen(RDS_CA_BUNDLE_URL, timeout=30) as answer:
+                data = answer.read().decode("ascii")
+        except OSError as exc:
+            raise PackageError(
+                f"the RDS certificate bundle could not be fetched from {RDS_CA_BUNDLE_URL}: {exc}"
+            ) from exc
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data)
+    blocks = path.read_text().split("-----END CERTIFICATE-----")[:-1]
+    try:
+        for block in blocks:
+            ssl.PEM_cert_to_DER_cert(block.strip() + "\n-----END CERTIFICATE-----\n")
+    except ValueError as exc:
+        raise PackageError(f"{path} is not a bundle of PEM certificates: {exc}") from exc
+    if not blocks:
+        raise PackageError(f"{path} holds no certificate")
+    return path
 
 
 @dataclass(frozen=True)
@@ -70,7 +111,10 @@ def chalice_package(stage: str, out_dir: Path, project_dir: Path = REPO_ROOT) ->
     )
     if done.returncode != 0:
         raise PackageError(f"chalice package --stage {stage} failed:\n{done.stdout}{done.stderr}")
-    return out_dir / "sam.yaml"
+    template = out_dir / "sam.yaml"
+    completed = app_stack.complete(yaml.safe_load(template.read_text()))
+    template.write_text(yaml.safe_dump(completed, sort_keys=False))
+    return template
 
 
 def top_level_names(zip_path: Path) -> set[str]:
@@ -130,10 +174,16 @@ def download_glue_wheel(out_dir: Path) -> Path:
 
 
 def build(stage: str, wheel: bool = False, dist: Path = DIST) -> Build:
+    from chalicelib import db
+
+    bundle = ensure_ca_bundle()  # in chalicelib/: in both packages
     app_dir = dist / stage / "app"
     template = chalice_package(stage, app_dir)
     lambda_zip = app_dir / "deployment.zip"
     check_lambda_zip(lambda_zip)
+    with zipfile.ZipFile(lambda_zip) as archive:
+        if f"chalicelib/{db.CA_BUNDLE}" not in archive.namelist():
+            raise PackageError(f"{lambda_zip} lacks {bundle.relative_to(REPO_ROOT)}")
     glue_dir = dist / "glue"
     glue_dir.mkdir(parents=True, exist_ok=True)
     script = Path(shutil.copy2(GLUE_SCRIPT, glue_dir / GLUE_SCRIPT.name))

@@ -4,13 +4,38 @@ those same resources, pointed at the local lake bucket."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.deploy import templates
 from infra.local import s3
 from infra.local.settings import Settings
 
 TABLES = ("CuratedTable", "RejectedTable")
+
+
+def usable(settings: Settings) -> tuple[Settings, str | None]:
+    """``settings`` as the endpoint can serve them, and why not when it cannot: an endpoint that
+    answers Glue with 501 Not Implemented (LocalStack's free edition, whoever started it) has no
+    catalog, so runs go on without registering partitions (no catalog database)."""
+    if not settings.catalog_database:
+        return settings, None
+    try:
+        s3.client(settings.endpoint_url, "glue").get_databases(MaxResults=1)
+    except BotoCoreError:  # nothing answers (yet): make up starts the endpoint and judges then
+        return settings, None
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 501:
+            raise
+        reason = (
+            f"the endpoint at {settings.endpoint_url} answers Glue with 501 Not Implemented"
+            f" ({exc.response.get('Error', {}).get('Message', '').strip()[:80]}); runs register"
+            " no partitions"
+        )
+        return replace(settings, catalog_database=""), reason
+    return settings, None
 
 
 def declared(settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,13 +1,14 @@
 """Uploads become runs locally, as in the cloud: S3 notifies an SQS queue, and this pump plays
-Lambda's SQS event source.
+Lambda's SQS event source and EventBridge's schedule.
 
 The local endpoint delivers S3 notifications to SQS but runs no Lambda, so the pump long-polls the
 queue and invokes the very same Chalice handler (``on_upload`` in ``app.py``) with a Lambda SQS
 batch event, deleting the messages only after the handler succeeded. A failed message is received
 again once its visibility timeout has passed, and the queue's redrive policy moves it to the
-dead-letter queue after ``max_receive_count`` receives.
+dead-letter queue after ``max_receive_count`` receives. Every ``RECONCILE_SECONDS`` (60, as the
+cloud's schedule) it invokes the scheduled handler ``reconcile`` with a scheduled event.
 
-    python -m infra.local.events start|stop|run
+    python -m infra.local.events start|stop|run|reconcile
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from infra.local import processes
 from infra.local import s3 as local_s3
@@ -90,10 +93,38 @@ def lambda_event(messages: list[dict], queue_arn: str) -> dict:
     }
 
 
-class Pump:
-    """Long-polls the upload queue and hands each batch to ``handler(event, context)``."""
+def scheduled_event(when: datetime | None = None) -> dict:
+    """The event EventBridge's schedule hands a function."""
+    moment = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": moment,
+        "region": REGION,
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"],
+        "detail": {},
+    }
 
-    def __init__(self, settings: Settings, handler: Callable, batch_size: int = 1, wait_s: int = 1):
+
+class Pump:
+    """Long-polls the upload queue and hands each batch to ``handler(event, context)``; every
+    ``reconcile_s`` seconds, invokes ``reconcile(event, context)`` with a scheduled event."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Callable,
+        batch_size: int = 1,
+        wait_s: int = 1,
+        reconcile: Callable | None = None,
+        reconcile_s: float = 60,
+    ):
+        self.reconcile = reconcile
+        self.reconcile_s = reconcile_s
+        self._next_tick = time.monotonic()
         self.sqs = _client(settings, "sqs")
         self.url = self.sqs.get_queue_url(QueueName=settings.upload_queue)["QueueUrl"]
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
@@ -125,8 +156,20 @@ class Pump:
         )
         return len(messages)
 
+    def tick_if_due(self) -> bool:
+        """Invoke the scheduled handler if its period has passed; whether it was invoked."""
+        if self.reconcile is None or time.monotonic() < self._next_tick:
+            return False
+        self._next_tick = time.monotonic() + self.reconcile_s
+        try:
+            self.reconcile(scheduled_event(), None)
+        except Exception as exc:  # as Lambda would: logged, the next tick comes all the same
+            log.error("scheduled handler failed: %s", exc)
+        return True
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self.tick_if_due()
             self.poll_once()
 
 
@@ -172,24 +215,36 @@ def stop(settings: Settings) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "run"])
+    parser.add_argument("command", choices=["start", "stop", "run", "reconcile"])
     args = parser.parse_args(argv)
     settings = from_env()
+    if args.command in ("start", "run"):  # the jobs it launches register where they can
+        from infra.local import catalog
+
+        settings = catalog.usable(settings)[0]
     if args.command == "start":
         print(
             f"pump       running          pid {start(settings)}, log {settings.state_dir}/pump.log"
         )
     elif args.command == "stop":
         print("pump       " + ("stopped" if stop(settings) else "not running"))
-    else:
+    elif args.command == "reconcile":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         os.environ.update(settings.env())
-        from app import on_upload
+        from chalicelib import reconciler
+
+        print(json.dumps(reconciler.handle(), indent=2))
+    else:
+        # No level here: the app sets its own when it loads (INFO), as in Lambda.
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+        os.environ.update(settings.env())
+        from app import on_upload, reconcile
 
         stopping = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-        log.info("pump: polling %s", settings.upload_queue)
-        Pump(settings, on_upload).run(stopping)
+        period = float(os.environ.get("RECONCILE_SECONDS") or 60)
+        log.info("pump: polling %s, reconciling every %.0f s", settings.upload_queue, period)
+        Pump(settings, on_upload, reconcile=reconcile, reconcile_s=period).run(stopping)
     return 0
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psycopg2
 
-from chalicelib import rules
+from chalicelib import rules, sources
 from chalicelib.sources import MARKER
-from infra.local import s3
+from infra.local import catalog, s3
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX, Settings, from_env
 
 MANUAL_PREFIX = "manual/"
@@ -94,16 +94,19 @@ def run_here(settings: Settings, key: str, countries: str) -> int:
         return 1
 
 
-def _latest_run(settings: Settings, key: str, since: datetime) -> tuple | None:
-    """The newest run of ``key`` recorded since ``since`` (its status as every reader sees it)."""
+def _latest_run(settings: Settings, key: str, etag: str, since: datetime) -> tuple | None:
+    """The run of the upload: the newest run of ``key`` recorded since ``since``, or the live or
+    succeeded run of the same bytes (``etag``) that accounts for it; with its status as every
+    reader sees it."""
     conn = psycopg2.connect(settings.database_url, connect_timeout=5)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT run_id, run_status(runs), run_error(runs) FROM runs"
-                " WHERE source_bucket = %s AND source_key = %s AND created_at >= %s"
+                "SELECT run_id, run_status(runs), run_error(runs), status_reason FROM runs"
+                " WHERE source_bucket = %s AND source_key = %s"
+                "   AND (created_at >= %s OR source_etag = %s AND status <> 'failed')"
                 " ORDER BY created_at DESC LIMIT 1",
-                (settings.raw_bucket, key, since),
+                (settings.raw_bucket, key, since, etag),
             )
             return cur.fetchone()
     finally:
@@ -113,23 +116,18 @@ def _latest_run(settings: Settings, key: str, since: datetime) -> tuple | None:
 def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
     """Wait for the run the upload triggered, printing its log as it grows; 0 once published."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
+    client = s3.client(settings.endpoint_url)
+    etag = sources.describe(f"s3://{settings.raw_bucket}/{key}", client).source.etag
     print("waiting for the upload event to start a run ...", flush=True)
     printed, announced = 0, ""
     while time.monotonic() < deadline:
-        found = _latest_run(settings, key, since)
+        found = _latest_run(settings, key, etag, since)
         if found:
-            run_id, status, error = found
-            if announced != status and status in ("waiting", "queued"):
-                print(
-                    f"run {run_id}: {status}"
-                    + (
-                        " (a dataset: until _SUCCESS or a quiet period)"
-                        if status == "waiting"
-                        else ""
-                    ),
-                    flush=True,
-                )
-                announced = status
+            run_id, status, error, reason = found
+            said = f"run {run_id}: {status}" + (f" ({reason})" if reason else "")
+            if announced != said and status in ("waiting", "queued"):
+                print(said, flush=True)
+                announced = said
             log = settings.state_dir / "runs" / f"{run_id}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
             print(text[printed:], end="", flush=True)
@@ -165,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = from_env()
+    settings = catalog.usable(from_env())[0]  # make up said why, when it has no catalog
     os.environ.update(settings.env())
     data = args.data or sample_file(settings.state_dir)
     if not data.exists():

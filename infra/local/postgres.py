@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -108,6 +108,15 @@ def _prepare_data_dir(data_dir: Path) -> Path:
     return real
 
 
+def give_to_server(path: Path, mode: int = 0o600) -> Path:
+    """Make a file the server reads (a TLS key, an hba file) its own, as PostgreSQL requires
+    of a private key: readable by the server's OS user alone."""
+    path.chmod(mode)
+    if os.geteuid() == 0:
+        shutil.chown(path, _OS_USER, _OS_USER)
+    return path
+
+
 def remove(data_dir: str | Path) -> None:
     """Delete a stopped server's data folder (and the folder it links to, if relocated)."""
     data_dir = Path(data_dir).absolute()
@@ -133,8 +142,9 @@ def answers(url: str) -> bool:
     return True
 
 
-def start(data_dir: str | Path, port: int) -> str:
-    """Start (initialising it once) the server of ``data_dir`` on 127.0.0.1:``port``.
+def start(data_dir: str | Path, port: int, settings: Mapping[str, str] | None = None) -> str:
+    """Start (initialising it once) the server of ``data_dir`` on 127.0.0.1:``port``, with
+    ``settings`` (server parameters such as ``ssl``) beside the defaults.
 
     Returns the URL of its maintenance database. Raises :class:`StackError` when the binaries are
     missing or the port is taken. A server already running on ``data_dir`` is left as it is.
@@ -164,6 +174,7 @@ def start(data_dir: str | Path, port: int) -> str:
         if init.returncode != 0:
             raise StackError(f"initdb failed for {data_dir}:\n{init.stderr.strip()}")
     options = f"-p {port} -c listen_addresses={HOST} -c unix_socket_directories=''"
+    options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
     log = data_dir / "server.log"
     run = _run_as_owner(
         [str(tools / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", options, "-w", "start"]
@@ -186,13 +197,16 @@ def stop(data_dir: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def temporary(port: int | None = None) -> Iterator[Server]:
-    """A throwaway server in a temporary folder (a free port by default), removed afterwards."""
+def temporary(
+    port: int | None = None, settings: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """A throwaway server in a temporary folder (a free port by default) with ``settings``
+    (see :func:`start`), removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="voucher-pg-"))
     base.chmod(0o755)
     server = Server(base / "data", port or free_port())
     try:
-        start(server.data_dir, server.port)
+        start(server.data_dir, server.port, settings)
         yield server
     finally:
         stop(server.data_dir)

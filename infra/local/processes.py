@@ -11,19 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from chalicelib.launchers import alive
 from infra.local.settings import HOST
 
+__all__ = ["alive", "free_port", "port_in_use", "recorded_pid", "spawn", "terminate"]
+
 STOP_TIMEOUT_S = 10
-
-
-def alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child that has exited
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def free_port() -> int:

@@ -9,7 +9,13 @@ development server's own: an unknown route is a 403 "Missing Authentication Toke
 ``unknown_route`` (the cloud's gateway response says the same), any method reaches the app (which
 answers 405 ``method_not_allowed``), and a malformed request is a 400 in the same shape.
 
+API keys as API Gateway checks them: ``chalice local`` ignores ``api_key_required``. Where the
+stage keys its routes (``API_KEY_REQUIRED=true``, as prod), a keyed route here answers only a
+request whose ``x-api-key`` is ``LOCAL_API_KEY`` (which must then be set), and refuses any other
+with the gateway's 403 ``api_key_required``.
+
     python -m infra.local.serve --no-autoreload --host 127.0.0.1 --port 8000 --stage local
+    API_KEY_REQUIRED=true LOCAL_API_KEY=... python -m infra.local.serve ...   # a keyed stage
 
 :func:`serving` runs it in a child process on a free port (the tests and the API benchmark).
 """
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -31,8 +39,9 @@ from pathlib import Path
 from chalice import local
 from chalice.cli import main as chalice_main
 
-from chalicelib.api.edge import unknown_route
+from chalicelib.api.edge import api_key_required, unknown_route
 from chalicelib.api.errors import ApiError
+from chalicelib.api.routes import api_key_required as stage_requires_key
 from infra.local.processes import free_port
 from infra.local.settings import HOST, REPO_ROOT
 
@@ -86,6 +95,27 @@ def _wait_until_answering(process: subprocess.Popen, url: str, log: Path) -> Non
     raise RuntimeError(f"chalice local did not answer on {url}:\n{log.read_text()[-2000:]}")
 
 
+#: The key keyed routes answer to locally (``API_KEY_REQUIRED=true``).
+LOCAL_API_KEY = "LOCAL_API_KEY"
+
+
+class _NoApiKey(local.LocalGatewayException):
+    CODE = 403
+
+
+class _KeyedAuthorizer(local.LocalGatewayAuthorizer):
+    """chalice local's authorizer step, checking ``x-api-key`` on a keyed route first."""
+
+    def authorize(self, raw_path, lambda_event, lambda_context):
+        route = self._route_for_event(lambda_event)
+        if route is not None and route.api_key_required:
+            headers = {k.lower(): v for k, v in (lambda_event.get("headers") or {}).items()}
+            given, key = headers.get("x-api-key", ""), os.environ.get(LOCAL_API_KEY, "")
+            if not (key and hmac.compare_digest(given.encode(), key.encode())):
+                raise _NoApiKey({})
+        return super().authorize(raw_path, lambda_event, lambda_context)
+
+
 class _EdgeHandler(local.ChaliceRequestHandler):
     """chalice local's request handler, refusing as the product does (module docstring)."""
 
@@ -95,7 +125,9 @@ class _EdgeHandler(local.ChaliceRequestHandler):
         raise AttributeError(name)
 
     def _send_error_response(self, error: local.LocalGatewayException) -> None:
-        if isinstance(error, local.ForbiddenError):  # no route matched (there are no authorizers)
+        if isinstance(error, _NoApiKey):
+            self._send_error(api_key_required(), dict(error.headers))
+        elif isinstance(error, local.ForbiddenError):  # no route matched (no authorizers here)
             self._send_error(unknown_route(), dict(error.headers))
         else:
             super()._send_error_response(error)
@@ -123,8 +155,15 @@ _chalice_local_server = local.create_local_server
 
 
 def main(argv: list[str] | None = None) -> int:
+    if stage_requires_key() and not os.environ.get(LOCAL_API_KEY):
+        print(
+            f"API_KEY_REQUIRED=true: set {LOCAL_API_KEY} to the key this local stage accepts",
+            file=sys.stderr,
+        )
+        return 2
     local.ThreadedHTTPServer.request_queue_size = socket.SOMAXCONN
     local.create_local_server = _create_local_server
+    local.LocalGatewayAuthorizer = _KeyedAuthorizer
     sys.argv = ["chalice", "local", *(sys.argv[1:] if argv is None else argv)]
     return chalice_main()
 

@@ -97,14 +97,16 @@ class Settings:
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-    """The defaults, with AWS_EMULATOR, DATABASE_URL, RAW_BUCKET, LAKE_BUCKET and
-    CATALOG_DATABASE taken from the environment."""
+    """The defaults, with AWS_EMULATOR, AWS_ENDPOINT_PORT (an endpoint on another port than
+    4566), DATABASE_URL, RAW_BUCKET, LAKE_BUCKET and CATALOG_DATABASE taken from the
+    environment."""
     environ = os.environ if environ is None else environ
     base = Settings()
     emulator = environ.get("AWS_EMULATOR") or base.aws_emulator
     settings = replace(
         base,
         aws_emulator=emulator,
+        aws_port=int(environ.get("AWS_ENDPOINT_PORT") or base.aws_port),
         raw_bucket=environ.get("RAW_BUCKET") or base.raw_bucket,
         lake_bucket=environ.get("LAKE_BUCKET") or base.lake_bucket,
         catalog_database=environ.get(

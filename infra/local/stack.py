@@ -76,8 +76,9 @@ def _postgres_up(settings: Settings) -> str:
     return "started"
 
 
-def provision(settings: Settings, echo: Echo = print) -> None:
-    """Create the buckets, the upload queue and the database if missing; apply migrations."""
+def provision(settings: Settings, echo: Echo = print, no_catalog: str | None = None) -> None:
+    """Create the buckets, the upload queue and the database if missing; apply migrations.
+    ``no_catalog`` says why the settings have no catalog database, when the endpoint has none."""
     client = s3.client(settings.endpoint_url)
     for bucket in (settings.raw_bucket, settings.lake_bucket):
         _say(echo, "bucket", "created" if s3.ensure_bucket(client, bucket) else "exists", bucket)
@@ -95,7 +96,8 @@ def provision(settings: Settings, echo: Echo = print) -> None:
             echo,
             "catalog",
             "none",
-            "CATALOG_DATABASE is empty (the default with"
+            no_catalog
+            or "CATALOG_DATABASE is empty (the default with"
             " AWS=localstack: its free edition has no Glue); runs register no partitions",
         )
     url = settings.database_url
@@ -121,9 +123,10 @@ def up(settings: Settings | None = None, echo: Echo = print) -> Running:
         endpoint = aws.start(settings)
         what = settings.aws_emulator if endpoint != "reused" else "an endpoint already there"
         _say(echo, "aws", endpoint, f"{settings.endpoint_url} ({what})")
+        settings, no_catalog = catalog.usable(settings)  # judged by what the endpoint can do
         pg = _postgres_up(settings)
         _say(echo, "postgres", pg, redact(settings.database_url))
-        provision(settings, echo)
+        provision(settings, echo, no_catalog)
         _say(
             echo,
             "spark",
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             return 0 if status(settings) else 3
         else:
-            print(exports(settings.env()))
+            print(exports(catalog.usable(settings)[0].env()))
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,33 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.paths import REPO_ROOT
-
-SCREENSHOTS = REPO_ROOT / "reports" / "screenshots"
+from chalicelib.runs import USAGE_TOP_AMOUNTS
+from tests.helpers import SCREENSHOTS, offline_tab
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def page(browser, local_api, published):
-    context = browser.new_context(viewport={"width": 1100, "height": 1400})
     # Offline: any request that leaves the local API fails the test below.
-    outside = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(local_api)
-            else (outside.append(route.request.url), route.abort())
-        ),
-    )
-    tab = context.new_page()
-    problems = []  # script errors and console errors (a CSP violation is one)
-    tab.on("pageerror", lambda error: problems.append(str(error)))
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    tab.goto(f"{local_api}/search_voucher")
-    yield tab
-    context.close()
+    with offline_tab(browser, local_api) as tab:
+        tab.page.goto(f"{local_api}/search_voucher")
+        yield tab.page
+    outside, problems = tab.outside, tab.problems
     assert outside == [], f"the page fetched outside resources: {outside}"
     assert [p for p in problems if "status of 400" not in p] == []
 
@@ -111,3 +97,32 @@ def test_a_list_uploaded_as_a_file_is_answered(page, tmp_path):
     page.click("#list-submit")
     page.locator("tr.list-row").first.wait_for()
     assert "2640" in page.locator("tr.list-row").first.inner_text()
+
+
+def test_the_selection_page_draws_the_other_bucket_and_says_when_usage_is_missing(
+    browser, local_api, published_with_usage
+):
+    """Peru's segment 180+ uses more amounts than the limit: the last bar sums the rest; Latvia
+    is served by a run from before usage was recorded: no chart, and why."""
+    with offline_tab(browser, local_api) as tab:
+        tab.page.goto(f"{local_api}/selection#peru")
+        card = tab.page.locator("article[data-segment='180+']")
+        card.locator("g.bar").first.wait_for()
+        bars = card.locator("g.bar")
+        amounts = [bars.nth(i).get_attribute("data-amount") for i in range(bars.count())]
+        assert amounts == [
+            "2640",
+            "4400",
+            *(str(100 + i) for i in range(USAGE_TOP_AMOUNTS - 2)),
+        ] + ["other"]
+        other = bars.last
+        assert other.get_attribute("data-rows") == "2"
+        assert other.locator("text.label").text_content() == "+2 more"
+        assert bars.first.get_attribute("data-chosen") == "true"
+        assert "2 other amounts: 2 rows" in card.locator("svg.usage desc").text_content()
+        tab.page.click("#countries button[data-country=latvia]")
+        latvia = tab.page.locator("section.country[data-country=latvia]")
+        latvia.wait_for()
+        assert latvia.locator("svg.usage").count() == 0
+        assert "published before the usage behind each choice was recorded" in latvia.inner_text()
+    assert tab.outside == [] and tab.problems == []

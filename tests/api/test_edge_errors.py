@@ -12,7 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chalicelib.api.edge import UNKNOWN_ROUTE_MESSAGE
+from chalicelib.api.edge import UNKNOWN_ROUTE_MESSAGE, api_key_required
+from infra.local import serve
+from infra.local.serve import LOCAL_API_KEY
+from scripts.sample_runs import SAMPLE
 from tests.helpers import assert_error, schema_of
 
 
@@ -99,3 +102,32 @@ def test_the_openapi_document_lists_every_edge_error_code(local_api):
         "unsupported_media_type",
         "bad_http_request",
     } <= codes
+
+
+def test_a_keyed_local_stage_answers_its_keyed_routes_only_with_its_key(keyed_api, published):
+    """As API Gateway does in prod: a keyed route without the key, or with another, is the
+    gateway's 403; public routes (the pages' HTML, the document, /health) need none."""
+    url, key = keyed_api
+    voucher = json.dumps(SAMPLE).encode()
+    json_type = {"Content-Type": "application/json"}
+    for given in ({}, {"x-api-key": "not-the-key"}, {"X-API-Key": key.upper()}):
+        assert _over_http(url, "GET", "/runs", headers=given) == (403, api_key_required().body())
+        refused = _over_http(url, "POST", "/voucher", voucher, {**json_type, **given})
+        assert refused == (403, api_key_required().body())
+    assert _over_http(url, "GET", "/runs?limit=1", headers={"x-api-key": key})[0] == 200
+    answer = _over_http(url, "POST", "/voucher", voucher, {**json_type, "X-Api-Key": key})
+    assert answer[0] == 200 and answer[1]["voucher_amount"] == 2640
+    assert _over_http(url, "GET", "/health")[1] == {"status": "ok"}
+    for page in ("/search_voucher", "/selection", "/runs/page"):
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.request("GET", page)
+        assert connection.getresponse().status == 200
+        connection.close()
+
+
+def test_a_keyed_local_stage_will_not_start_without_its_key(monkeypatch, capsys):
+    monkeypatch.setenv("API_KEY_REQUIRED", "true")
+    monkeypatch.delenv(LOCAL_API_KEY, raising=False)
+    assert serve.main(["--port", "1"]) == 2
+    assert f"set {LOCAL_API_KEY}" in capsys.readouterr().err

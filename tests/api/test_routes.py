@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 from openapi_spec_validator import validate
 
 from app import app
+from chalicelib.api.detail import DETAILS, RECENT_RUNS
 from chalicelib.api.request import (
     BLANK_PATTERN,
     ORDERS_TEXT_PATTERN,
     TIMESTAMP_PATTERN,
     ZERO_ORDERS_TEXT_PATTERN,
+    names_pattern,
 )
+from chalicelib.api.routes import static_text
 from chalicelib.api.run_history import LIMIT_PATTERN
 from chalicelib.rules import SEGMENT_RULES
+from chalicelib.runs import RUN_STATUSES, USAGE_TOP_AMOUNTS
 from infra.local.paths import REPO_ROOT
 from scripts import sample_runs
 from scripts.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK, SAMPLE
@@ -387,15 +392,32 @@ def test_an_unexpected_failure_is_a_generic_500_with_details_only_in_the_log(cli
     assert "KeyError: 'monetary'" in caplog.text
 
 
-def test_the_search_page_is_self_contained_html(client):
-    response = client.http.get("/search_voucher")
+#: The pages, and an element each must have.
+PAGES = {
+    "/search_voucher": '<form id="voucher-form"',
+    "/selection": '<div id="country">',
+    "/runs/page": '<div id="runs"',
+}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_self_contained_html(client, path):
+    """Nothing loaded from anywhere; links (relative: a stage's path prefix in the cloud) only
+    to the other pages; what the pages share (``pages.js``, ``pages.css``) inlined once each."""
+    response = client.http.get(path)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     page = response.body.decode()
-    assert '<form id="voucher-form"' in page
-    for reference in ("src=", "href=", "@import", "url("):
+    assert PAGES[path] in page
+    for reference in ("src=", "@import", "url(", "<link"):
         assert reference not in page, f"the page loads {reference}... (it must work offline)"
+    links = re.findall(r'<a href="([^"]*)"', page)
+    assert page.count("href=") == len(links) > 0
+    assert {urlsplit(urljoin(f"http://api{path}", link)).path for link in links} <= set(PAGES)
+    assert "/* include" not in page
+    for shared in ("pages.js", "pages.css"):
+        assert page.count(static_text(shared)) == 1
 
 
 def test_the_openapi_document_is_valid_and_describes_every_route(client):
@@ -423,10 +445,16 @@ def test_the_openapi_document_is_valid_and_describes_every_route(client):
         d: {"type": "null"} for d in ("first_order_ts", "last_order_ts")
     }
     # The handlers' own checks, as the document states them.
-    [country] = document["paths"]["/selection_criteria"]["get"]["parameters"]
+    country, detail = document["paths"]["/selection_criteria"]["get"]["parameters"]
     assert country["schema"]["not"] == schema["country_code"]["not"] == {"pattern": BLANK_PATTERN}
-    [limit] = document["paths"]["/runs"]["get"]["parameters"]
+    assert detail["schema"]["pattern"] == names_pattern(DETAILS)
+    limit, status = document["paths"]["/runs"]["get"]["parameters"]
     assert limit["schema"]["pattern"] == LIMIT_PATTERN
+    assert status["schema"]["pattern"] == names_pattern(RUN_STATUSES)
+    usage = document["components"]["schemas"]["Usage"]["properties"]
+    assert usage["amounts"]["maxItems"] == USAGE_TOP_AMOUNTS
+    country_schema = document["components"]["schemas"]["CountryCriteria"]["properties"]
+    assert country_schema["recent_runs"]["maxItems"] == RECENT_RUNS
     on_disk = REPO_ROOT / "chalicelib/api/static/openapi.json"
     assert json.loads(on_disk.read_text()) == document
 

@@ -65,3 +65,32 @@ def test_a_limit_with_leading_zeros_is_its_number(client, history, zeros):
     4,300-digit int() limit too."""
     status, body = get(client, f"/runs?limit={'0' * zeros}1")
     assert status == 200 and [r["run_id"] for r in body["runs"]] == ["run-failed"]
+
+
+def test_runs_are_filtered_by_status_as_readers_see_it(client, history):
+    """An abandoned run (its lease ran out) is ``failed`` for the filter too."""
+    folder = runs.Source("voucher-raw", "incoming/history_2026_12/")
+    waiting = runs.wait_for_dataset(history, folder, None, "the folder is not quiet yet").run_id
+    queued = runs.Source("voucher-raw", "incoming/next.parquet", "e2")
+    assert runs.take_in(history, "run-queued", queued, None, 60) == "run-queued"
+    runs.start_run(history, "run-stalled", runs.Source("voucher-raw", "incoming/s.parquet"), None)
+    with history, history.cursor() as cur:
+        cur.execute(
+            "UPDATE runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = 'run-stalled'"
+        )
+
+    def listed(query: str) -> dict[str, str]:
+        status, body = get(client, f"/runs{query}")
+        assert status == 200
+        return {r["run_id"]: r["status"] for r in body["runs"]}
+
+    assert listed("?status=failed") == {"run-failed": "failed", "run-stalled": "failed"}
+    assert listed("?status=waiting,queued") == {waiting: "waiting", "run-queued": "queued"}
+    assert listed("?status=succeeded&limit=5") == {sample_runs.FIRST_RUN: "succeeded"}
+    assert listed("?status=running") == {}
+    assert len(listed("")) == len(listed("?status=waiting,queued,running,succeeded,failed")) == 5
+
+
+@pytest.mark.parametrize("status", ["", "done", "failed,", "FAILED", "failed, queued"])
+def test_an_unknown_status_is_a_400(client, history, status):
+    assert_error(get(client, f"/runs?status={status}"), 400, "invalid_field", "status")

@@ -134,3 +134,13 @@ def test_the_connection_has_a_statement_timeout_and_reads_one_snapshot(published
         )
         assert cur.fetchone() == ("on", "repeatable read")
     store._conn.rollback()
+
+
+def test_details_need_the_database_while_the_criteria_answer_from_memory(client, throwaway_server):
+    assert get(client, "/selection_criteria?detail=usage,changes")[0] == 200
+    postgres.stop(throwaway_server.data_dir)
+    assert get(client, "/selection_criteria")[0] == 200  # from the last loaded result
+    status, body = get(client, "/selection_criteria?detail=usage")
+    assert (status, body["error"]["code"]) == (503, "unavailable")
+    postgres.start(throwaway_server.data_dir, throwaway_server.port)
+    assert get(client, "/selection_criteria?detail=usage")[0] == 200

@@ -6,20 +6,22 @@ works against LocalStack"."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import replace
 
 import pytest
 
-from chalicelib import uploads as upload_handler
+from chalicelib import intake as upload_intake
 from glue_jobs import lake_io
-from infra.local import aws, events, localstack
+from infra.local import aws, events, localstack, stack
 from infra.local import catalog as local_catalog
+from infra.local import pipeline as local_pipeline
 from infra.local import s3 as local_s3
 from infra.local.errors import StackError
 from infra.local.processes import free_port
 from scripts.sample_runs import SAMPLE
-from tests.helpers import get, listening, post, put, sample_bytes, served, settle
+from tests.helpers import fetch, get, listening, post, put, sample_bytes, served, settle
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +74,7 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
         "JOB_LOG_DIR": str(tmp_path / "runs"),
     }.items():
         monkeypatch.setenv(name, value)
-    for cached in (upload_handler._client, lake_io._s3):  # built for the other endpoint
+    for cached in (upload_intake._client, lake_io._s3):  # built for the other endpoint
         cached.cache_clear()
     from app import on_upload
 
@@ -80,7 +82,7 @@ def endpoint(request, local_stack, database_url, db, tmp_path, monkeypatch):
     while pump.poll_once():  # S3's test event, if the emulator sends one
         pass
     yield settings, s3, pump
-    for cached in (upload_handler._client, lake_io._s3):
+    for cached in (upload_intake._client, lake_io._s3):
         cached.cache_clear()
 
 
@@ -121,3 +123,42 @@ def test_the_stack_reuses_any_endpoint_already_serving_on_its_port(localstack_se
     assert aws.probe(guest.endpoint_url) is True
     assert aws.start(guest) == "reused"
     assert aws.owned_pid(guest.state_dir) is None and not aws.stop(guest.state_dir)  # not ours
+
+
+def test_make_up_and_make_pipeline_work_unchanged_on_a_localstack_someone_else_started(
+    localstack_settings, database_url, db, tmp_path, monkeypatch, spark
+):
+    """A LocalStack already listening (here on a port of the test's own; for a user, 4566),
+    a plain ``make up`` (AWS=moto, the lake tables' catalog by default): the endpoint is reused
+    and judged by what it can do. Its Glue answers 501, so there is no catalog, said once, and
+    ``make pipeline`` runs and publishes without registering partitions."""
+    suffix = uuid.uuid4().hex[:8]
+    for name, value in {
+        "AWS_ENDPOINT_PORT": str(localstack_settings.aws_port),
+        "DATABASE_URL": database_url,
+        "RAW_BUCKET": f"raw-{suffix}",
+        "LAKE_BUCKET": f"lake-{suffix}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in localstack_settings.env():  # make pipeline exports them: restored afterwards
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    for name in ("AWS_EMULATOR", "CATALOG_DATABASE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    said: list[str] = []
+    running = stack.up(echo=said.append)
+    assert running.services["aws"] == "reused"
+    assert [line.split()[0] for line in said if "501" in line] == ["catalog"], said
+
+    sample = tmp_path / "history.parquet"
+    sample.write_bytes(sample_bytes(tmp_path, rows=2_000, seed=83))
+    for cached in (upload_intake._client, lake_io._s3):  # built for another endpoint
+        cached.cache_clear()
+    assert local_pipeline.main(["--data", str(sample)]) == 0
+    [(run_id, status)] = fetch(db, "SELECT run_id, status FROM runs")
+    assert status == "succeeded" and served(db) == {"peru": run_id}
+    s3 = local_s3.client(localstack_settings.endpoint_url)
+    lake = s3.list_objects_v2(Bucket=f"lake-{suffix}", Prefix=f"curated/run_id={run_id}/")
+    assert lake.get("KeyCount", 0) > 0
+    for cached in (upload_intake._client, lake_io._s3):
+        cached.cache_clear()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import time
 
+import psycopg2
 import pytest
 
 from chalicelib import sources
 from chalicelib.uploads import uploads_in
+from infra.local import postgres
 from infra.local import s3 as local_s3
 from tests.helpers import (
+    converge,
     notification,
     pump_until,
     put,
@@ -117,11 +120,31 @@ def test_two_uploads_close_together_make_two_runs_and_the_newer_object_is_publis
     assert served(db) == {"peru": newer}
 
 
-def test_a_failing_handler_leaves_the_message_to_be_retried_then_dead_lettered(
-    uploads, s3, buckets, db, tmp_path, monkeypatch
+def test_a_job_that_cannot_start_is_tried_again_then_failed_saying_why_never_dead_lettered(
+    uploads, client, s3, buckets, db, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("JOB_LAUNCHER", "glue")
     monkeypatch.setenv("GLUE_JOB_NAME", "no-such-job")  # the endpoint's Glue refuses to start it
+    monkeypatch.setenv("RUN_START_DEADLINE_SECONDS", "1")
+    monkeypatch.setenv("RUN_START_ATTEMPTS", "3")
+    put(s3, buckets, "incoming/unlucky.parquet", sample_bytes(tmp_path, rows=500, seed=6))
+    assert pump_until(uploads, 1) == 1  # handled: the message is not retried
+    [(run_id, status, _)] = runs_of(db, "incoming/unlucky.parquet")
+    assert status == "queued"
+    [(_, status, error)] = converge(uploads, client, db, "incoming/unlucky.parquet", timeout_s=60)
+    assert status == "failed"
+    assert "could not start the job after 3 attempts" in error and "no-such-job" in error, error
+    dlq = uploads.sqs.get_queue_url(QueueName=f"{uploads.url.rsplit('/', 1)[1]}-dlq")["QueueUrl"]
+    assert uploads.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages") is None
+
+
+def test_a_handler_that_keeps_failing_dead_letters_its_message_and_the_upload_still_runs(
+    uploads, client, s3, buckets, throwaway_server, tmp_path, monkeypatch
+):
+    """The database is down: the handler fails every time and the message goes to the dead-letter
+    queue; once the database is back, the reconciler takes the upload in all the same."""
+    monkeypatch.setenv("DATABASE_URL", throwaway_server.url)
+    postgres.stop(throwaway_server.data_dir)
     put(s3, buckets, "incoming/unlucky.parquet", sample_bytes(tmp_path, rows=500, seed=6))
     deadline = time.monotonic() + 30
     dlq = uploads.sqs.get_queue_url(QueueName=f"{uploads.url.rsplit('/', 1)[1]}-dlq")["QueueUrl"]
@@ -130,9 +153,15 @@ def test_a_failing_handler_leaves_the_message_to_be_retried_then_dead_lettered(
         assert uploads.poll_once() == 0  # the handler fails every time
         dead = uploads.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0).get("Messages", [])
     assert len(dead) == 1 and "unlucky.parquet" in dead[0]["Body"]  # the key arrives URL-encoded
-    attempts = runs_of(db, "incoming/unlucky.parquet")
-    assert len(attempts) == 2  # max_receive_count
-    assert all(s == "failed" and "could not start the job" in e for _, s, e in attempts)
+
+    postgres.start(throwaway_server.data_dir, throwaway_server.port)
+    conn = psycopg2.connect(throwaway_server.url)
+    try:
+        [(run_id, status, error)] = converge(uploads, client, conn, "incoming/unlucky.parquet")
+        assert (status, error) == ("succeeded", None)
+        assert served(conn)["peru"] == run_id
+    finally:
+        conn.close()
 
 
 def test_the_cloud_launcher_starts_the_glue_job_with_the_run_arguments(

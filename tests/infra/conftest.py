@@ -23,6 +23,7 @@ FAKE_DATABASE = {
     "DbHost": "voucher-dev.cluster.internal",
     "DbPort": "5432",
     "DbName": "voucher",
+    "DbResourceId": "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
 }
 #: The stacks moto deploys for real, in the deploy's order.
 MOTO_PARTS = ("storage", "network", "glue")

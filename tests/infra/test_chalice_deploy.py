@@ -1,13 +1,16 @@
-"""``chalice deploy``, as the design card ships the app: the stage's policy files and settings
-rendered from the deployed stacks' outputs (``infra/deploy/chalice_project.py``), deployed by
-Chalice itself into a fresh account on the local endpoint (moto implements Lambda, IAM, API
-Gateway, SQS event sources and EventBridge, and validates policy syntax as IAM does), then
-removed by ``chalice delete``."""
+"""``chalice deploy --stage dev`` typed at the project's root, as the design card ships the app:
+without the stage's values it stops before any AWS call saying which command to run first; with
+them (saved from the deployed stacks' outputs, ``infra/deploy/chalice_project.py``) it deploys the
+project rendered from them, by Chalice itself, into a fresh account on the local endpoint (moto
+implements Lambda, IAM, API Gateway, SQS event sources and EventBridge, and validates policy
+syntax as IAM does); ``chalice delete`` removes it. The root is a copy of this checkout's
+project files, so that what the commands write stays in the test's folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.deploy import chalice_project
+from chalicelib import db
+from infra.deploy import chalice_project, templates
 from infra.local import aws
 from infra.local.processes import free_port
 from infra.local.settings import REGION
+from tests.helpers import certificate_authority, pem
 from tests.infra.conftest import deployed_data_plane, new_account, new_vpc
 
 #: Chalice's own command line, with one allowance for the emulator: moto 5.2.5 imports a REST
@@ -59,7 +64,9 @@ sys.exit(main())
 """
 
 
-def chalice(project: Path, account, *args: str) -> subprocess.CompletedProcess:
+def chalice(project: Path, account, *args: str, at_root: bool = False):
+    """Chalice's command line on ``project``: given with ``--project-dir``, or (``at_root``)
+    typed in that folder, as a user at the project's root does."""
     credentials = account.session.get_credentials()
     env = {
         **os.environ,
@@ -69,8 +76,51 @@ def chalice(project: Path, account, *args: str) -> subprocess.CompletedProcess:
         "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
         "AWS_SESSION_TOKEN": credentials.token,
     }
-    command = [sys.executable, "-c", CHALICE, "--project-dir", str(project), *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    where = [] if at_root else ["--project-dir", str(project)]
+    command = [sys.executable, "-c", CHALICE, *where, *args]
+    return subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+#: What a clone holds of the project that Chalice and the deploy tooling read.
+PROJECT_FILES = ("app.py", "requirements.txt", ".chalice/config.json", "chalicelib", "infra")
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    """The project's root, as a clone has it (no dist/, nothing rendered)."""
+    copy = tmp_path / "clone"
+    for name in PROJECT_FILES:
+        source, target = templates.REPO_ROOT / name, copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    bundle = copy / "chalicelib" / db.CA_BUNDLE  # make package fetches AWS's; no internet here
+    bundle.parent.mkdir(exist_ok=True)
+    bundle.write_bytes(pem(certificate_authority("a stand-in RDS authority")[0]))
+    return copy
+
+
+def stage_values(data_plane, aws_account) -> dict:
+    values = {
+        **data_plane,
+        **chalice_project.pseudo_parameters(
+            "dev", REGION, aws_account.account_id, chalice_project.APP_NAME
+        ),
+    }
+    values.setdefault("GlueJobName", "voucher-selection-dev")  # moto skips AWS::Glue::Job
+    return values
+
+
+def app_functions(aws_account) -> dict[str, dict]:
+    return {
+        f["FunctionName"]: f
+        for f in aws_account.client("lambda").list_functions()["Functions"]
+        if f["FunctionName"].startswith("voucher-selection-dev")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +144,9 @@ def data_plane(aws_account):
 
 @pytest.fixture
 def project(data_plane, aws_account, tmp_path):
-    values = {
-        **data_plane,
-        **chalice_project.pseudo_parameters(
-            "dev", REGION, aws_account.account_id, "voucher-selection"
-        ),
-    }
-    values.setdefault("GlueJobName", "voucher-selection-dev")  # moto skips AWS::Glue::Job
-    return chalice_project.render("dev", values, tmp_path / "chalice-deploy")
+    return chalice_project.render(
+        "dev", stage_values(data_plane, aws_account), tmp_path / "chalice-deploy"
+    )
 
 
 def test_the_rendered_policies_hold_no_cloudformation_intrinsic(project):
@@ -110,15 +155,32 @@ def test_the_rendered_policies_hold_no_cloudformation_intrinsic(project):
         assert "Fn::" not in text and '"Ref"' not in text and "${" not in text, policy.name
 
 
-def test_chalice_deploy_creates_the_app_and_chalice_delete_removes_it(project, aws_account):
-    deployed = chalice(project, aws_account, "deploy", "--stage", "dev")
+def test_chalice_deploy_at_the_root_says_what_to_run_first_and_changes_nothing(
+    root, data_plane, aws_account
+):
+    """A clone, the data stacks up, nothing saved yet: no MalformedPolicyDocument, no function
+    made outside the VPC without its settings; the command to run first."""
+    refused = chalice(root, aws_account, "deploy", "--stage", "dev", at_root=True)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "make chalice-project STAGE=dev" in said and "MalformedPolicyDocument" not in said
+    assert app_functions(aws_account) == {}
+    roles = aws_account.client("iam").list_roles()["Roles"]
+    assert not [r for r in roles if r["RoleName"].startswith("voucher-selection-dev")]
+
+
+def test_chalice_deploy_at_the_root_creates_the_app_and_chalice_delete_removes_it(
+    root, data_plane, aws_account
+):
+    saved = stage_values(data_plane, aws_account)
+    (root / "dist" / "dev").mkdir(parents=True)  # what make chalice-project saves
+    (root / "dist" / "dev" / "stack-values.json").write_text(json.dumps(saved))
+    deployed = chalice(root, aws_account, "deploy", "--stage", "dev", at_root=True)
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    project = root / "dist" / "dev" / "chalice-deploy"
+    assert f"in {project}" in deployed.stdout
     lambda_, iam = aws_account.client("lambda"), aws_account.client("iam")
-    functions = {
-        f["FunctionName"]: f
-        for f in lambda_.list_functions()["Functions"]
-        if f["FunctionName"].startswith("voucher-selection-dev")
-    }
+    functions = app_functions(aws_account)
     assert set(functions) == {
         "voucher-selection-dev",
         "voucher-selection-dev-on_upload",
@@ -130,12 +192,18 @@ def test_chalice_deploy_creates_the_app_and_chalice_delete_removes_it(project, a
         for p in (project / ".chalice").glob("*.json")
         if p.name != "config.json"
     }
+    stage = json.loads((root / ".chalice" / "config.json").read_text())["stages"]["dev"]
     for name, function in functions.items():
+        chalice_name = name.removeprefix("voucher-selection-dev").lstrip("-") or "api_handler"
+        file = stage["lambda_functions"].get(chalice_name, {}).get("iam_policy_file")
+        expected = f"{Path(file or stage['iam_policy_file']).stem}-dev"
         role = function["Role"].rsplit("/", 1)[1]
         [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
         document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
-        expected = "lambda-on-upload-dev" if name.endswith("on_upload") else "lambda-default-dev"
         assert document == rendered[expected], name
+        assert function["TracingConfig"]["Mode"] == "Active", name
+        assert function["VpcConfig"]["SubnetIds"] == saved["PrivateSubnetIds"].split(","), name
+        assert function["Environment"]["Variables"]["DB_HOST"] == saved["DbHost"], name
     sqs = aws_account.client("sqs")
     queue = sqs.get_queue_attributes(
         QueueUrl=sqs.get_queue_url(QueueName="voucher-uploads-dev")["QueueUrl"],
@@ -158,7 +226,7 @@ def test_chalice_deploy_creates_the_app_and_chalice_delete_removes_it(project, a
     ]
     assert len(apis) == 1
 
-    removed = chalice(project, aws_account, "delete", "--stage", "dev")
+    removed = chalice(root, aws_account, "delete", "--stage", "dev", at_root=True)
     assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr[-3000:]
     left = [
         f["FunctionName"]

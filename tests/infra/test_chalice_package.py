@@ -6,6 +6,7 @@ key on POST /voucher. The Glue libraries' zip carries the job's packages."""
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
@@ -89,9 +90,23 @@ def _security(built) -> dict[str, list]:
     }
 
 
-#: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product.
-KEYED = {"POST /voucher", "POST /vouchers", "GET /runs", "GET /runs/{run_id}"}
-OPEN = {"GET /selection_criteria", "GET /search_voucher", "GET /health", "GET /openapi.json"}
+#: Routes that answer with operational data (buckets, keys, ETags, error texts) or the product
+#: (the criteria are every answer at once: the winning voucher of every segment).
+KEYED = {
+    "POST /voucher",
+    "POST /vouchers",
+    "GET /runs",
+    "GET /runs/{run_id}",
+    "GET /selection_criteria",
+}
+#: The pages' HTML holds no data: public, while what they read is keyed.
+OPEN = {
+    "GET /search_voucher",
+    "GET /selection",
+    "GET /runs/page",
+    "GET /health",
+    "GET /openapi.json",
+}
 
 
 def test_prod_asks_for_the_api_key_on_every_route_with_data_and_dev_on_none(packaged):
@@ -100,6 +115,14 @@ def test_prod_asks_for_the_api_key_on_every_route_with_data_and_dev_on_none(pack
     assert {route for route, security in prod.items() if security == [{"api_key": []}]} == KEYED
     assert all(prod[route] == [] for route in OPEN)
     assert all(security == [] for security in dev.values())
+    document = json.loads((templates.REPO_ROOT / "chalicelib/api/static/openapi.json").read_text())
+    documented = {  # the OpenAPI document tells clients the same
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if {"api_key": []} in operation.get("security", [])
+    }
+    assert documented == KEYED
 
 
 #: API Gateway's refusals a client can meet -> the status and code each answers with.
@@ -135,6 +158,8 @@ def test_every_gateway_refusal_answers_in_the_error_shape_with_a_documented_code
             responses["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"]["application/json"]
         )
         assert unknown == edge.unknown_route().body()  # as chalice local answers it
+        keyless = json.loads(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])
+        assert keyless == edge.api_key_required().body()  # as a keyed local stage answers it
 
 
 @pytest.mark.skipif(
@@ -202,6 +227,11 @@ def test_every_alarm_notifies_the_topic_and_watches_what_the_product_emits(packa
             "FailedRunsAlarm",
             "Api5xxAlarm",
             "LambdaErrorsAlarm",
+            "UploadQueueAgeAlarm",
+            "DbConnectionsAlarm",
+            "DbCpuAlarm",
+            "DbFreeStorageAlarm",
+            "RunDurationAlarm",
         }
         for alarm in alarms.values():
             assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
@@ -223,3 +253,145 @@ def test_every_alarm_notifies_the_topic_and_watches_what_the_product_emits(packa
         api = alarms["Api5xxAlarm"]["Properties"]["Dimensions"]
         assert api[0]["Value"] == resources["RestAPI"]["Properties"]["Name"]
         assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def _parameter_values(built) -> dict:
+    """The values a deploy of the stage gives the app stack's parameters that have a setting."""
+    from infra.deploy import deploy
+
+    declared = templates.parameters(templates.load(templates.CHALICE_OVERLAY))
+    settings = deploy.stage_settings(built.stage)
+    return {name: settings.get(name, spec.get("Default")) for name, spec in declared.items()}
+
+
+def test_the_new_alarms_watch_the_queue_the_database_and_the_run_durations(packaged):
+    from chalicelib import metrics
+
+    for built in packaged.values():
+        alarms = _of_type(built.transformed, "AWS::CloudWatch::Alarm")
+        age = alarms["UploadQueueAgeAlarm"]["Properties"]
+        assert (age["MetricName"], age["Dimensions"]) == (
+            "ApproximateAgeOfOldestMessage",
+            [{"Name": "QueueName", "Value": {"Ref": "UploadQueueName"}}],
+        )
+        assert age["Threshold"] == {"Ref": "UploadQueueAgeAlarmSeconds"}
+        for name, metric in (
+            ("DbConnectionsAlarm", "DatabaseConnections"),
+            ("DbCpuAlarm", "CPUUtilization"),
+            ("DbFreeStorageAlarm", "FreeStorageSpace"),
+        ):
+            watched = alarms[name]["Properties"]
+            assert watched["MetricName"] == metric and watched["Namespace"] == "AWS/RDS"
+            assert watched["Dimensions"] == [
+                {"Name": "DBInstanceIdentifier", "Value": {"Ref": "DbInstanceId"}}
+            ]
+            assert watched["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert alarms["DbFreeStorageAlarm"]["Properties"]["ComparisonOperator"] == (
+            "LessThanThreshold"
+        )
+        duration = alarms["RunDurationAlarm"]["Properties"]
+        [stat] = [m["MetricStat"]["Metric"] for m in duration["Metrics"] if "MetricStat" in m]
+        assert (stat["Namespace"], stat["MetricName"]) == (metrics.NAMESPACE, metrics.RUN_DURATION)
+        assert duration["ComparisonOperator"] == "GreaterThanUpperThreshold"
+        values = _parameter_values(built)
+        assert 0 < float(values["DbConnectionsAlarmThreshold"]) < max_connections(built.stage)
+
+
+def test_every_function_logs_json_at_info_to_a_group_kept_as_the_stage_says(packaged):
+    for built in packaged.values():
+        resources = built.transformed["Resources"]
+        functions = _of_type(built.transformed, "AWS::Lambda::Function")
+        groups = _of_type(built.transformed, "AWS::Logs::LogGroup")
+        for logical, function in functions.items():
+            logging = function["Properties"]["LoggingConfig"]
+            assert (logging["LogFormat"], logging["ApplicationLogLevel"]) == ("JSON", "INFO")
+            group = groups[logging["LogGroup"]["Ref"]]["Properties"]
+            assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+            name = group["LogGroupName"]["Fn::Sub"]
+            assert name.startswith("/aws/lambda/${AWS::StackName}"), logical  # policies allow it
+            assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, logical
+        [stage] = _of_type(built.transformed, "AWS::ApiGateway::Stage").values()
+        assert stage["Properties"]["TracingEnabled"] is True
+        assert resources["RestAPI"]["Properties"]["Name"] == {
+            "Fn::Sub": "voucher-selection-${Stage}"
+        }
+        from infra.deploy import deploy
+
+        glue = templates.load(templates.path("glue"))["Parameters"]["LogRetentionDays"]
+        assert "LogRetentionDays" in deploy.stage_settings(built.stage)  # one value, every group
+        assert (
+            glue["AllowedValues"]
+            == templates.load(templates.CHALICE_OVERLAY)["Parameters"]["LogRetentionDays"][
+                "AllowedValues"
+            ]
+        )
+
+
+def test_the_dashboard_shows_every_function_and_what_an_operator_needs(packaged):
+    from chalicelib import metrics
+
+    for built in packaged.values():
+        [board] = _of_type(built.transformed, "AWS::CloudWatch::Dashboard").values()
+        body = board["Properties"]["DashboardBody"]["Fn::Sub"]
+        widgets = json.loads(body)["widgets"]
+        series = [tuple(m[:2]) for w in widgets for m in w["properties"].get("metrics", [])]
+        for wanted in (
+            (metrics.NAMESPACE, metrics.UPLOADS),
+            (metrics.NAMESPACE, metrics.RUNS),
+            (metrics.NAMESPACE, metrics.RUN_DURATION),
+            ("AWS/ApiGateway", "Latency"),
+            ("AWS/ApiGateway", "5XXError"),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+            ("AWS/RDS", "DatabaseConnections"),
+        ):
+            assert wanted in series, wanted
+        functions = _of_type(built.transformed, "AWS::Lambda::Function")
+        for logical in functions:
+            assert f"${{{logical}}}" in body and f"${{AWS::StackName}}-{logical}" in body
+        declared = set(built.transformed["Parameters"]) | set(built.transformed["Resources"])
+        for name in re.findall(r"\$\{([^}!]+)\}", body):  # every value Fn::Sub can resolve
+            assert name.startswith("AWS::") or name in declared, name
+
+
+#: The memory of the stages' instance classes (AWS's instance types), and RDS PostgreSQL's
+#: max_connections formula, LEAST(DBInstanceClassMemory / 9531392, 5000).
+INSTANCE_MEMORY = {"db.t4g.micro": 1 * 2**30, "db.t4g.small": 2 * 2**30}
+RESERVED_FOR_ADMINS = 5  # superuser_reserved_connections 3, rds.rds_superuser_reserved 2
+
+
+def max_connections(stage: str) -> int:
+    from infra.deploy import deploy
+
+    memory = INSTANCE_MEMORY[deploy.stage_settings(stage)["DbInstanceClass"]]
+    return min(memory // 9531392, 5000)
+
+
+def test_every_function_is_capped_and_all_connections_fit_the_database(packaged):
+    """Each function holds at most one connection per concurrent execution, each Glue run two
+    (its steps' and its heartbeat's): with every function capped (reserved concurrency, or the
+    SQS maximum concurrency of on_upload), the stage's worst case fits its instance."""
+    from infra.deploy import deploy
+
+    for built in packaged.values():
+        functions = _of_type(built.transformed, "AWS::Lambda::Function")
+        mappings = _of_type(built.transformed, "AWS::Lambda::EventSourceMapping").values()
+        capped_by_queue = {
+            m["Properties"]["FunctionName"]["Ref"]: m["Properties"]["ScalingConfig"][
+                "MaximumConcurrency"
+            ]
+            for m in mappings
+        }
+        caps = {
+            logical: f["Properties"].get("ReservedConcurrentExecutions")
+            or capped_by_queue.get(logical)
+            for logical, f in functions.items()
+        }
+        assert all(caps.values()), f"uncapped functions: {[k for k, v in caps.items() if not v]}"
+        assert capped_by_queue["OnUpload"] == int(
+            chalice_stage(built.stage)["environment_variables"]["UPLOAD_MAX_CONCURRENCY"]
+        )
+        glue_runs = int(deploy.stage_settings(built.stage)["GlueMaxConcurrentRuns"])
+        worst = sum(caps.values()) + 2 * glue_runs
+        assert worst <= max_connections(built.stage) - RESERVED_FOR_ADMINS, (built.stage, worst)
+        assert worst < float(_parameter_values(built)["DbConnectionsAlarmThreshold"])

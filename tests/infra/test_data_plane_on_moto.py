@@ -167,7 +167,12 @@ def test_the_glue_role_reads_uploads_and_writes_only_the_lake(data_plane, aws_ac
     assert [w["Resource"] for w in writes] == [
         [f"arn:aws:s3:::{lake}/curated*", f"arn:aws:s3:::{lake}/rejected*"]
     ]
-    assert statements["ReadDatabaseSecret"]["Resource"] == data_plane["DbSecretArn"]
+    # The job never reads the master secret: it logs in as the writer role with an IAM token.
+    assert not [s for s in statements.values() if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert statements["ConnectAsTheWriterRole"]["Resource"] == (
+        f"arn:aws:rds-db:us-east-1:{aws_account.account_id}:dbuser:"
+        f"{data_plane['DbResourceId']}/voucher_writer"
+    )
     artifacts = data_plane["ArtifactsBucketName"]
     assert statements["ReadJobArtifacts"]["Resource"] == f"arn:aws:s3:::{artifacts}/glue/*"
 

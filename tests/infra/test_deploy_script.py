@@ -110,3 +110,79 @@ def test_the_app_template_points_every_function_at_the_uploaded_code(tmp_path):
     template = json.loads(deploy.app_template(sam, "s3://bucket/app/dev/deployment-1.zip"))
     uris = {k: r["Properties"].get("CodeUri") for k, r in template["Resources"].items()}
     assert uris == {"A": "s3://bucket/app/dev/deployment-1.zip", "B": uris["A"], "R": None}
+
+
+def test_the_certificate_bundle_packaged_must_hold_certificates(tmp_path):
+    """make package fetches AWS's RDS bundle once (no internet here: a stand-in is placed) and
+    refuses one that is not a bundle of PEM certificates."""
+    from chalicelib import db
+    from infra.deploy import package
+    from tests.helpers import certificate_authority, pem
+
+    bundle = tmp_path / "chalicelib" / db.CA_BUNDLE
+    bundle.parent.mkdir(parents=True)
+    bundle.write_bytes(pem(certificate_authority("a")[0]) + pem(certificate_authority("b")[0]))
+    assert package.ensure_ca_bundle(tmp_path) == bundle
+    bundle.write_text("<html>not found</html>")
+    with pytest.raises(package.PackageError, match="no certificate"):
+        package.ensure_ca_bundle(tmp_path)
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    with pytest.raises(package.PackageError, match="not a bundle of PEM certificates"):
+        package.ensure_ca_bundle(tmp_path)
+
+
+@pytest.mark.parametrize("app_stack_exists", [True, False])
+def test_a_deploy_migrates_before_any_code_of_the_release_serves(monkeypatch, app_stack_exists):
+    """The order of ``deploy.run``'s steps (AWS itself cannot be reached here): with the app
+    stack deployed, the deployed ``migrate`` runs the new release's migrations (its code
+    updated first) before the job's script and the app change; on a first deploy, nothing
+    serves yet and ``migrate`` runs once the app stack made it."""
+    steps: list[str] = []
+
+    class Lambda:
+        def update_function_code(self, FunctionName, S3Bucket, S3Key):
+            steps.append(f"migrate code {S3Key}")
+
+        def get_waiter(self, name):
+            return type("Waiter", (), {"wait": lambda self, **kw: None})()
+
+        def invoke(self, FunctionName, Payload):
+            steps.append("migrate")
+            return {"Payload": __import__("io").BytesIO(b'{"applied": []}')}
+
+    class Session:
+        region_name = "us-east-1"
+
+        def client(self, service, **kwargs):
+            return Lambda() if service == "lambda" else None
+
+    deployed = {"app": app_stack_exists}
+
+    def part(cfn, stage, name, values, echo):
+        steps.append(f"stack {name}")
+        return {"ArtifactsBucketName": "artifacts"} if name == "storage" else {}
+
+    def app(cfn, s3, built, code, values, echo):
+        steps.append("stack app")
+        deployed["app"] = True
+        return {}
+
+    monkeypatch.setattr(deploy, "deploy_part", part)
+    monkeypatch.setattr(deploy, "deploy_app", app)
+    monkeypatch.setattr(deploy, "subnet_zone", lambda ec2, subnet: "us-east-1a")
+    monkeypatch.setattr(deploy, "upload_app_code", lambda *a: ("artifacts", "app/dev/z.zip"))
+    monkeypatch.setattr(deploy, "upload_glue_files", lambda *a: steps.append("glue files") or {})
+    monkeypatch.setattr(deploy, "chalice_project", lambda *a: None)
+    monkeypatch.setattr(
+        deploy, "migrate_function", lambda cfn, stage: "fn-migrate" if deployed["app"] else None
+    )
+    built = type("Built", (), {"stage": "dev"})()
+    deploy.run(Session(), "dev", deploy.Inputs("vpc-1", ("subnet-1", "subnet-2")), built, print)
+    data = ["stack storage", "stack network", "stack database"]
+    if app_stack_exists:
+        assert steps == [*data, "migrate code app/dev/z.zip", "migrate", "glue files"] + [
+            "stack glue",
+            "stack app",
+        ]
+    else:
+        assert steps == [*data, "glue files", "stack glue", "stack app", "migrate"]

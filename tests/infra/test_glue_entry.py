@@ -7,6 +7,7 @@ branch."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -82,12 +83,16 @@ def test_every_combination_of_optional_arguments_parses_through_awsglue():
             if name != "source":
                 assert parsed[name] == given.get(name, defaults[name]), (name, case)
         assert parsed["JOB_NAME"] == "voucher-selection-dev"
+        assert parsed["JOB_RUN_ID"] == "jr_0123456789abcdef"  # the run's lease holder
 
 
 def test_a_local_run_never_takes_glues_branch_though_awsglue_is_importable(tmp_path):
     local = ["voucher_selection_job.py", "--source", "history.parquet", "--countries", "all"]
     assert not job.on_glue(local)
     assert job.parse_args(local)["countries"] == "all"
+    assert job.options_from(job.parse_args(local)).job_run_id == f"pid {os.getpid()}"
+    on_glue = {**job.parse_args(local), "JOB_RUN_ID": "jr_0123456789abcdef"}
+    assert job.options_from(on_glue).job_run_id == "jr_0123456789abcdef"
     done = subprocess.run(
         [sys.executable, "-m", "glue_jobs.voucher_selection_job", "--help"],
         cwd=REPO_ROOT,

@@ -32,6 +32,9 @@ ALL_RESOURCES_REQUIRED = {
     "ec2:DeleteNetworkInterface": "Lambda VPC access",
     "ec2:AssignPrivateIpAddresses": "Lambda VPC access",
     "ec2:UnassignPrivateIpAddresses": "Lambda VPC access",
+    # X-Ray's trace upload has no resource-level permissions (AWS's AWSXRayDaemonWriteAccess).
+    "xray:PutTraceSegments": "X-Ray tracing",
+    "xray:PutTelemetryRecords": "X-Ray tracing",
 }
 
 
@@ -59,13 +62,13 @@ def lambda_policies() -> dict[str, dict]:
 
 
 ALL_POLICIES = {**data_plane_policies(), **lambda_policies()}
-#: Chalice's function names by the logical id it gives their resources.
-CHALICE_NAMES = {
-    "APIHandler": "api_handler",
-    "OnUpload": "on_upload",
-    "OnJobState": "on_job_state",
-    "Migrate": "migrate",
-}
+
+
+def chalice_name(function: dict) -> str:
+    """A packaged function's name in .chalice/config.json, from its handler (``app.<name>``;
+    the REST API's ``app.app`` is ``api_handler``)."""
+    name = function["Properties"]["Handler"].removeprefix("app.")
+    return "api_handler" if name == "app" else name
 
 
 def resource_problem(resource) -> str | None:
@@ -122,14 +125,45 @@ def _actions(document: dict) -> dict[str, list]:
 
 
 def test_only_on_upload_may_start_the_job_and_consume_the_queue():
-    default = _actions(lambda_policies()["lambda-default.json"])
-    on_upload = _actions(lambda_policies()["lambda-on-upload.json"])
-    assert not [a for a in default if a.startswith(("glue:", "sqs:", "s3:"))]
+    policies = {name: _actions(doc) for name, doc in lambda_policies().items()}
+    on_upload = policies.pop("lambda-on-upload.json")
+    for name, granted in policies.items():
+        assert not [a for a in granted if a.startswith(("glue:", "sqs:", "s3:"))], name
     assert on_upload["glue:StartJobRun"] == [{"Ref": "GlueJobArn"}]
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
         assert on_upload[action] == [{"Ref": "UploadQueueArn"}]
-    for granted in (default, on_upload):
-        assert granted["secretsmanager:GetSecretValue"] == [{"Ref": "DbSecretArn"}]
+
+
+def _database_user(resource) -> str:
+    """The database role an ``rds-db:connect`` resource names (``dbuser:<id>/<role>``)."""
+    return resource["Fn::Sub"].rsplit("/", 1)[1]
+
+
+def test_only_migrate_reads_the_master_secret_and_each_function_connects_as_its_role():
+    """The database's master user is the migrations' alone; the API connects as the read-only
+    role, the upload and job-state handlers and the Glue job as the writer (chalicelib.db)."""
+    from chalicelib import db
+
+    policies = {name: _actions(doc) for name, doc in lambda_policies().items()}
+    readers = {name for name, g in policies.items() if "secretsmanager:GetSecretValue" in g}
+    assert readers == {"lambda-migrate.json"}
+    assert policies["lambda-migrate.json"]["secretsmanager:GetSecretValue"] == [
+        {"Ref": "DbSecretArn"}
+    ]
+    roles = {
+        name: sorted(map(_database_user, granted.get("rds-db:connect", [])))
+        for name, granted in policies.items()
+    }
+    assert roles == {
+        "lambda-default.json": [],
+        "lambda-migrate.json": [],
+        "lambda-api.json": [db.READER],
+        "lambda-on-upload.json": [db.WRITER],
+        "lambda-job-state.json": [db.WRITER],
+    }
+    [glue] = [d for n, d in data_plane_policies().items() if n.startswith("glue.yaml")]
+    assert sorted(map(_database_user, _actions(glue)["rds-db:connect"])) == [db.WRITER]
+    assert "secretsmanager:GetSecretValue" not in _actions(glue)
 
 
 def test_the_lambda_policies_refer_only_to_parameters_the_app_stack_declares():
@@ -152,11 +186,10 @@ def test_each_function_gets_the_policy_file_its_stage_names(packaged):
         resources = built.transformed["Resources"]
         functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
         assert functions, "no Lambda function in the app stack"
-        for logical, function in functions.items():
-            chalice_name = CHALICE_NAMES[logical]
+        for function in functions.values():
             file = (
                 stage.get("lambda_functions", {})
-                .get(chalice_name, {})
+                .get(chalice_name(function), {})
                 .get("iam_policy_file", stage["iam_policy_file"])
             )
             expected = json.loads((templates.REPO_ROOT / ".chalice" / file).read_text())

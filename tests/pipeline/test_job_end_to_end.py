@@ -10,12 +10,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from chalicelib import rules
+from chalicelib import rules, runs
 from chalicelib.sources import InputError
 from infra.local import pipeline as local_pipeline
 from infra.local.settings import REAL_FILE
 from scripts.generate_data import write
-from tests.helpers import fetch, independent_expectations, read_lake, run_job, sample_bytes, upload
+from tests.helpers import (
+    fetch,
+    independent_expectations,
+    independent_usage,
+    read_lake,
+    run_job,
+    sample_bytes,
+    upload,
+)
 
 
 def test_an_uploaded_file_is_cleaned_written_and_published(stack, s3, db, tmp_path):
@@ -140,7 +148,8 @@ def test_make_pipeline_entry_uploads_runs_and_prints_the_summary(stack, db, tmp_
 def test_the_real_history_file_matches_an_independent_computation(stack, s3, db, client):
     source = upload(s3, stack, "incoming/voucher_history.parquet.gzip", REAL_FILE.read_bytes())
     run_id = run_job(stack, source, countries="all")
-    kept, selections, fallbacks = independent_expectations(pd.read_parquet(REAL_FILE))
+    history = pd.read_parquet(REAL_FILE)
+    kept, selections, fallbacks = independent_expectations(history)
 
     stats = dict(
         fetch(db, "SELECT country_key, rows_kept FROM run_country_stats WHERE run_id = %s", run_id)
@@ -180,6 +189,32 @@ def test_the_real_history_file_matches_an_independent_computation(stack, s3, db,
                 assert seg["lead"] == pytest.approx((rows - second_rows) / total)
                 assert (seg["runner_up"] or {}).get("voucher_amount") == second
                 assert not seg["below_min_rows"]  # MIN_SEGMENT_ROWS is 1 by default
+    # The usage behind each choice: every amount's rows (the real history uses 3 to 5 amounts a
+    # country, under the limit), as published and as ?detail=usage shows it.
+    usage = independent_usage(history, runs.USAGE_TOP_AMOUNTS)
+    published: dict[tuple, list] = {}
+    for *choice, amount, rows in fetch(
+        db,
+        "SELECT country_key, segment_name, segment, voucher_amount, voucher_rows"
+        " FROM voucher_usage WHERE run_id = %s ORDER BY position",
+        run_id,
+    ):
+        published.setdefault(tuple(choice), []).append((amount, rows))
+    assert published == usage
+    detailed = json.loads(client.http.get("/selection_criteria?detail=usage").body)["countries"]
+    shown = {}
+    for country in detailed:
+        choices = [((None, None), country["fallback"])] + [
+            ((rule["segment_name"], seg["segment"]), seg)
+            for rule in country["segment_rules"]
+            for seg in rule["segments"]
+        ]
+        for (name, segment), choice in choices:
+            bars = [(a["voucher_amount"], a["rows"]) for a in choice["usage"]["amounts"]]
+            assert choice["usage"]["other"] is None
+            if bars:
+                shown[(country["country_key"], name, segment)] = bars
+    assert shown == usage
 
 
 def test_make_pipeline_runs_and_publishes_again_a_file_processed_before(

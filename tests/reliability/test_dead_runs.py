@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib import runs
+from chalicelib.intake import version_of
 from infra.local.settings import REPO_ROOT
 from tests.helpers import (
     fetch,
@@ -94,10 +95,18 @@ def test_a_job_killed_without_a_supervisor_is_abandoned_after_its_lease_and_can_
     stack, s3, db, client, tmp_path
 ):
     """As on Glue, nothing watches the process: only the heartbeat lease tells it died."""
-    source = upload(s3, stack, "incoming/orphan.parquet", sample_bytes(tmp_path, 30_000, 62))
-    etag = s3.head_object(Bucket=stack.raw, Key="incoming/orphan.parquet")["ETag"].strip('"')
-    object_ = runs.Source(stack.raw, "incoming/orphan.parquet", etag)
-    assert runs.queue_run(db, "run-orphan", object_, ("peru",)) == "run-orphan"  # as on_upload
+    body = sample_bytes(tmp_path, 30_000, 62)
+    source = upload(s3, stack, "incoming/orphan.parquet", body)
+
+    def uploaded() -> runs.Source:
+        head = s3.head_object(Bucket=stack.raw, Key="incoming/orphan.parquet")
+        return version_of(stack.raw, {"Key": "incoming/orphan.parquet", **head})
+
+    def take_in(run_id: str, version: runs.Source) -> str | None:  # as on_upload does
+        return runs.take_in(db, run_id, version, ("peru",), 60)
+
+    object_ = uploaded()
+    assert take_in("run-orphan", object_) == "run-orphan"
     lease = 4
     job = subprocess.Popen(
         [
@@ -128,14 +137,17 @@ def test_a_job_killed_without_a_supervisor_is_abandoned_after_its_lease_and_can_
     finally:
         job.kill()
 
-    assert runs.queue_run(db, "run-too-soon", object_, ("peru",)) is None  # within the lease
+    assert take_in("run-too-soon", object_) is None  # within the lease
     record = wait_for(
         lambda: (r := get(client, "/runs/run-orphan")[1])["status"] == "failed" and r,
         lease * 5,
         "the lease to run out",
     )
     assert "abandoned" in record["error"] and f"{lease} s" in record["error"], record["error"]
-    assert runs.queue_run(db, "run-again", object_, ("peru",)) == "run-again"
+    assert take_in("run-again", object_) is None  # this upload's outcome: failed, for good
+    time.sleep(1.1)  # S3 times objects to the second
+    upload(s3, stack, "incoming/orphan.parquet", body)  # the same bytes, uploaded again
+    assert take_in("run-again", uploaded()) == "run-again"
     run_job(stack, source, countries="Peru", run_id="run-again")
     assert served(db) == {"peru": "run-again"}
     assert dict((r, s) for r, s, _ in runs_of(db, "incoming/orphan.parquet")) == {

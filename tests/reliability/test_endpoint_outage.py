@@ -1,12 +1,13 @@
 """The AWS endpoint goes away: a moto server of the test's own is really stopped.
 
 The job: the run is recorded failed with a message naming the endpoint. The upload handler: the
-message stays on the queue (here the queue is on the session's endpoint and Glue on the stopped
-one, as they are separate services in the cloud) and starts the run once Glue is back.
+run stays queued, saying why (here the queue is on the session's endpoint and Glue on the stopped
+one, as they are separate services in the cloud), and the reconciler starts it once Glue is back.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,7 +16,7 @@ from chalicelib.sources import InputError
 from infra.local import aws
 from infra.local import s3 as local_s3
 from infra.local.settings import from_env
-from tests.helpers import fetch, pump_until, run_job, runs_of, sample_bytes
+from tests.helpers import fetch, pump_until, reconcile, run_job, runs_of, sample_bytes
 
 
 def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
@@ -38,13 +39,14 @@ def test_the_job_fails_its_run_naming_the_endpoint_it_cannot_reach(
     assert fetch(db, "SELECT count(*) FROM published_country") == [(0,)]
 
 
-def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
-    uploads, s3, buckets, db, tmp_path, throwaway_endpoint, monkeypatch
+def test_a_run_stays_queued_while_glue_is_unreachable_and_starts_once_it_is_back(
+    uploads, client, s3, buckets, db, tmp_path, throwaway_endpoint, monkeypatch
 ):
     state, port, url = throwaway_endpoint
     monkeypatch.setenv("JOB_LAUNCHER", "glue")
     monkeypatch.setenv("GLUE_JOB_NAME", "voucher-selection")
     monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", url)  # Glue only; S3 and SQS stay up
+    monkeypatch.setenv("RUN_START_DEADLINE_SECONDS", "1")
     aws.stop(state)
 
     s3.put_object(
@@ -52,10 +54,11 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
         Key="incoming/later.parquet",
         Body=sample_bytes(tmp_path, rows=300, seed=8),
     )
-    assert uploads.poll_once() == 0  # the handler failed: the message was not deleted
-    [(_, status, error)] = runs_of(db, "incoming/later.parquet")
-    assert status == "failed"
-    assert "could not start the job" in error and f"http://127.0.0.1:{port}" in error
+    assert pump_until(uploads, 1) == 1  # handled: the upload has its run, which waits
+    [(run_id, status, _)] = runs_of(db, "incoming/later.parquet")
+    assert status == "queued"
+    [(reason,)] = fetch(db, "SELECT status_reason FROM runs WHERE run_id = %s", run_id)
+    assert "could not start the job" in reason and f"http://127.0.0.1:{port}" in reason
 
     moto = replace(from_env(), state_dir=state, aws_port=port, aws_emulator="moto")
     aws.start(moto)  # Glue is back (a fresh endpoint: the job is defined again)
@@ -65,8 +68,11 @@ def test_the_handler_leaves_the_message_queued_while_glue_is_unreachable(
         Role="arn:aws:iam::123456789012:role/glue",
         Command={"Name": "glueetl", "ScriptLocation": "s3://artifacts/job.py"},
     )
-    assert pump_until(uploads, 1) == 1  # the same message, delivered again
-    attempts = runs_of(db, "incoming/later.parquet")
-    assert [s for _, s, _ in attempts] == ["failed", "queued"]
-    [job_run] = glue.get_job_runs(JobName="voucher-selection")["JobRuns"]
-    assert job_run["Arguments"]["--run_id"] == attempts[1][0]
+    deadline = time.monotonic() + 60
+    while not glue.get_job_runs(JobName="voucher-selection")["JobRuns"]:
+        assert time.monotonic() < deadline, runs_of(db, "incoming/later.parquet")
+        reconcile(client)
+        time.sleep(0.5)
+    job_runs = glue.get_job_runs(JobName="voucher-selection")["JobRuns"]
+    assert {j["Arguments"]["--run_id"] for j in job_runs} == {run_id}  # the same run, not failed
+    assert [r for r, _, _ in runs_of(db, "incoming/later.parquet")] == [run_id]

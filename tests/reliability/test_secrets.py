@@ -13,8 +13,10 @@ import traceback
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg2
 import pytest
 
+from chalicelib import migrate
 from chalicelib.api.store import default_store
 from infra.local import postgres, processes
 from infra.local import s3 as local_s3
@@ -117,32 +119,44 @@ def test_no_password_in_a_served_apis_output_while_its_database_fails(
 
 
 def test_no_secret_value_from_secrets_manager_in_job_logs_or_api_answers(
-    stack, db, s3, database_url, local_stack, client, monkeypatch, seen, tmp_path
+    stack, s3, tls_server, local_stack, client, monkeypatch, seen, tmp_path
 ):
+    """As in the cloud: the owner's password from the master secret (the migrations), the
+    roles' IAM authentication tokens (the job, the API), over TLS verified against the
+    server's authority; neither the password nor a token is ever said."""
     secrets = local_s3.client(local_stack.endpoint_url, "secretsmanager")
     arn = secrets.create_secret(
         Name=f"voucher-db-{uuid.uuid4().hex[:8]}",
         SecretString=json.dumps({"username": "postgres", "password": SECRET}),
     )["ARN"]
-    server = urlsplit(database_url)
     monkeypatch.delenv("DATABASE_URL")
     for name, value in [
         ("DB_SECRET_ARN", arn),
-        ("DB_HOST", server.hostname),
-        ("DB_PORT", str(server.port)),
-        ("DB_NAME", server.path.lstrip("/")),
+        ("DB_HOST", "127.0.0.1"),
+        ("DB_PORT", str(tls_server.server.port)),
+        ("DB_NAME", "postgres"),
+        ("DB_CA_BUNDLE", str(tls_server.ca_file)),
     ]:
-        monkeypatch.setenv(name, value)  # what the job's --db_* arguments set
+        monkeypatch.setenv(name, value)  # what a deployed function (or --db_* of the job) sets
 
+    assert migrate.apply() == []  # the owner's session, with the secret's password
     good = upload(s3, stack, "incoming/secret-arn.parquet", sample_bytes(tmp_path, rows=500))
     run_job(stack, good, run_id="run-secret-arn")
     answers = [post(client, SAMPLE), get(client, "/runs/run-secret-arn")]
     monkeypatch.setenv("DB_PORT", str(closed_port()))
     default_store.cache_clear()
-    said = [failure(lambda: run_job(stack, good, run_id="run-secret-arn-down"))]
+    said = [
+        failure(lambda: run_job(stack, good, run_id="run-secret-arn-down")),
+        failure(migrate.apply),
+    ]
     answers += [get(client, "/runs"), get(client, "/health")]
 
-    records = [row[0] for row in fetch(db, "SELECT row_to_json(r)::text FROM runs r")]
+    conn = psycopg2.connect(tls_server.server.url, sslmode="require")
+    try:
+        records = [row[0] for row in fetch(conn, "SELECT row_to_json(r)::text FROM runs r")]
+    finally:
+        conn.close()
     everything = everything_said(seen(), *said, *map(json.dumps, answers), *records)
     assert answers[1][1]["status"] == "succeeded" and answers[2][0] == 503
     assert SECRET not in everything
+    assert "X-Amz-Signature" not in everything  # nor an IAM authentication token
