@@ -146,3 +146,7 @@ bench: bench-pipeline bench-api bench-reconciler ## every benchmark
 .PHONY: eda
 eda: venv java $(if $(filter s3://%,$(DATA)),up) ## profile DATA (default: the real history, else a sample) into reports/
 	$(if $(filter s3://%,$(DATA)),$(LOCAL_ENV)) $(PY) -m explore $(if $(DATA),--data "$(DATA)")
+
+.PHONY: schema
+schema: venv up ## rewrite schema.sql: the schema as the migrations leave it (a fresh database's dump)
+	$(PY) -m infra.local.schema
