@@ -1,11 +1,9 @@
 """Voucher Selection: the Chalice app, its HTTP routes (``chalicelib/api/routes.py``) and event
 handlers. The work lives in ``chalicelib``."""
 
-import os
-
 from chalice import Chalice, Rate
 
-from chalicelib import chalice_cli, job_events, logs, reconciler, uploads
+from chalicelib import chalice_cli, job_events, logs, reconciler, settings, uploads
 from chalicelib import migrate as migrations
 from chalicelib.api import edge, routes
 
@@ -28,13 +26,13 @@ def one_error_shape(event, get_response):
     return edge.one_error_shape(get_response(event))
 
 
-# At most UPLOAD_MAX_CONCURRENCY uploads handled at once (the stage's setting, read when Chalice
-# packages the app): each holds a database connection, and a folder of thousands of parts must
-# not open thousands. The queue keeps the rest.
+# Event sources are part of the package: their settings are read when Chalice packages the app.
+# At most UPLOAD_MAX_CONCURRENCY uploads are handled at once: each holds a database connection,
+# and a folder of thousands of parts must not open thousands. The queue keeps the rest.
 @app.on_sqs_message(
-    queue=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"),
+    queue=settings.UPLOAD_QUEUE.read(),
     batch_size=1,
-    maximum_concurrency=int(os.environ.get("UPLOAD_MAX_CONCURRENCY", "2")),
+    maximum_concurrency=settings.UPLOAD_MAX_CONCURRENCY.read(),
 )
 def on_upload(event):
     uploads.handle(record.body for record in event)
@@ -45,7 +43,7 @@ def reconcile(event):
     reconciler.handle()
 
 
-@app.on_cw_event(job_events.pattern(os.environ.get("GLUE_JOB_NAME", "voucher-selection")))
+@app.on_cw_event(job_events.pattern(settings.GLUE_JOB_NAME.read()))
 def on_job_state(event):
     job_events.handle(event.detail)
 

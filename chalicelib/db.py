@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pkgutil
 import re
 import tempfile
@@ -27,6 +26,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg2
+
+from chalicelib import settings
+
+#: What the database (or the way to it) failing raises: every error of psycopg2's. Anything else
+#: is a bug, never to be reported as the database out of reach.
+Error = psycopg2.Error
 
 CONNECT_TIMEOUT_S = 5
 #: The API's role: reads the product's tables, read-only sessions.
@@ -59,12 +64,12 @@ def iam_token(host: str, port: int, user: str) -> str:
     return _rds().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
 
 
-def ca_bundle(env: Mapping[str, str]) -> str:
+def ca_bundle(env: Mapping[str, str] | None = None) -> str:
     """The file of certificate authorities a server's certificate must chain to:
     ``DB_CA_BUNDLE``, else the RDS bundle packaged beside this module (copied out of a zip
     when the package is imported from one, as Glue's ``--extra-py-files``)."""
-    if env.get("DB_CA_BUNDLE"):
-        return env["DB_CA_BUNDLE"]
+    if settings.DB_CA_BUNDLE.read(env):
+        return settings.DB_CA_BUNDLE.read(env)
     beside = Path(__file__).with_name("certs") / Path(CA_BUNDLE).name
     if beside.is_file():
         return str(beside)
@@ -87,18 +92,18 @@ def _extracted_ca_bundle() -> str:
     return out.name
 
 
-def _cloud_params(env: Mapping[str, str], role: str | None) -> dict:
-    host, port = env["DB_HOST"], int(env.get("DB_PORT") or 5432)
+def _cloud_params(env: Mapping[str, str] | None, role: str | None) -> dict:
+    host, port = settings.DB_HOST.read(env), settings.DB_PORT.read(env)
     if role:
         login = {"user": role, "password": iam_token(host, port, role)}
-    elif env.get("DB_SECRET_ARN"):
-        login = _secret_params(env["DB_SECRET_ARN"])
+    elif settings.DB_SECRET_ARN.read(env):
+        login = _secret_params(settings.DB_SECRET_ARN.read(env))
     else:
         raise RuntimeError("the owner's session needs DB_SECRET_ARN (the master secret)")
     return {
         "host": host,
         "port": port,
-        "dbname": env.get("DB_NAME") or "postgres",
+        "dbname": settings.DB_NAME.read(env),
         **login,
         "sslmode": "verify-full",  # TLS, and the server proves it is DB_HOST
         "sslrootcert": ca_bundle(env),
@@ -108,10 +113,9 @@ def _cloud_params(env: Mapping[str, str], role: str | None) -> dict:
 def connection_params(env: Mapping[str, str] | None = None, role: str | None = None) -> dict:
     """psycopg2.connect keyword arguments for the configured database, as ``role`` (``None``:
     the owner); a local ``role`` is taken by the ``options`` of :func:`connect`."""
-    env = os.environ if env is None else env
-    if env.get("DATABASE_URL"):
-        return {"dsn": env["DATABASE_URL"]}
-    if env.get("DB_HOST"):
+    if settings.DATABASE_URL.read(env):
+        return {"dsn": settings.DATABASE_URL.read(env)}
+    if settings.DB_HOST.read(env):
         return _cloud_params(env, role)
     raise RuntimeError("no database configured: set DATABASE_URL, or DB_HOST and DB_PORT")
 
@@ -120,30 +124,36 @@ def connect(
     statement_timeout_ms: int | None = None,
     application_name: str = "voucher-selection",
     role: str | None = None,
+    env: Mapping[str, str] | None = None,
 ):
     """Open a connection as ``role`` (``None``: the owner, for migrations) with a connect
-    timeout and, optionally, a statement timeout."""
-    params = connection_params(role=role)
-    settings = []
+    timeout and, optionally, a statement timeout; the database is ``env``'s (the process's
+    environment by default)."""
+    params = connection_params(env, role)
+    options = []
     if statement_timeout_ms:
-        settings.append(f"-c statement_timeout={int(statement_timeout_ms)}")
+        options.append(f"-c statement_timeout={int(statement_timeout_ms)}")
     if role and "dsn" in params:  # local: the URL's user takes the role for the session
-        settings.append(f"-c role={role}")
+        options.append(f"-c role={role}")
     return psycopg2.connect(
         **params,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name=application_name,
-        options=" ".join(settings) or None,
+        options=" ".join(options) or None,
     )
 
 
 def with_connection(
-    step, *args, application_name: str = "voucher-selection-job", role: str = WRITER
+    step,
+    *args,
+    application_name: str = "voucher-selection-job",
+    role: str = WRITER,
+    env: Mapping[str, str] | None = None,
 ):
     """``step(connection, *args)`` on a connection of its own (as the writer by default), closed
     afterwards: a job may run for hours, and the database may restart (or fail over)
     meanwhile without failing it."""
-    conn = connect(application_name=application_name, role=role)
+    conn = connect(application_name=application_name, role=role, env=env)
     try:
         return step(conn, *args)
     finally:

@@ -25,12 +25,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chalicelib import launchers, logs, metrics, rules, runs, sources
+from chalicelib import launchers, logs, metrics, rules, runs, settings, sources
 from chalicelib.runs import Source, Unstarted
 
 log = logging.getLogger(__name__)
@@ -40,43 +39,24 @@ MAX_DELAY_SECONDS = 900  # the longest an SQS message can be delayed
 MAX_START_BACKOFF_SECONDS = 900
 
 
-def _whole(env: Mapping[str, str], name: str, default: int, least: int = 0) -> int:
-    text = (env.get(name) or "").strip()
-    if not text:
-        return default
-    if not text.isascii() or not text.isdigit() or int(text) < least:
-        raise ValueError(f"{name} must be a whole number of at least {least}, not {text!r}")
-    return int(text)
-
-
 @dataclass(frozen=True)
 class IntakeSettings:
-    """How uploads are taken in and runs started; every value from the environment."""
+    """How uploads are taken in and runs started (their meaning: ``chalicelib.settings``)."""
 
-    #: The countries runs are for (``COUNTRIES``: Peru by default, a list, or ``all``).
-    countries: str = ",".join(rules.DEFAULT_COUNTRIES)
-    #: A dataset folder without a marker runs once it has had no new object for this long.
-    quiet_s: int = 60
-    #: A run whose job has not begun this long after a start is looked at (started again when no
-    #: job run is known to be on its way).
-    start_deadline_s: int = 60
-    #: Failed starts (capacity aside) after which the run fails.
-    start_attempts: int = 8
-    #: An in-progress multipart upload older than this no longer holds its folder back.
-    multipart_abandon_s: int = 86_400
+    countries: str = settings.COUNTRIES.default
+    quiet_s: int = settings.DATASET_QUIET_SECONDS.default
+    start_deadline_s: int = settings.RUN_START_DEADLINE_SECONDS.default
+    start_attempts: int = settings.RUN_START_ATTEMPTS.default
+    multipart_abandon_s: int = settings.MULTIPART_ABANDON_SECONDS.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IntakeSettings:
-        env = os.environ if env is None else env
-        default = cls()
         return cls(
-            countries=(env.get("COUNTRIES") or "").strip() or default.countries,
-            quiet_s=_whole(env, "DATASET_QUIET_SECONDS", default.quiet_s),
-            start_deadline_s=_whole(env, "RUN_START_DEADLINE_SECONDS", default.start_deadline_s, 1),
-            start_attempts=_whole(env, "RUN_START_ATTEMPTS", default.start_attempts, 1),
-            multipart_abandon_s=_whole(
-                env, "MULTIPART_ABANDON_SECONDS", default.multipart_abandon_s, 1
-            ),
+            countries=settings.COUNTRIES.read(env),
+            quiet_s=settings.DATASET_QUIET_SECONDS.read(env),
+            start_deadline_s=settings.RUN_START_DEADLINE_SECONDS.read(env),
+            start_attempts=settings.RUN_START_ATTEMPTS.read(env),
+            multipart_abandon_s=settings.MULTIPART_ABANDON_SECONDS.read(env),
         )
 
 
@@ -310,7 +290,7 @@ class Intake:
 
     def _send_check(self, check: DatasetCheck, delay_s: int) -> None:
         sqs = self._sqs or _client("sqs")
-        url = sqs.get_queue_url(QueueName=os.environ.get("UPLOAD_QUEUE", "voucher-uploads"))
+        url = sqs.get_queue_url(QueueName=settings.UPLOAD_QUEUE.read())
         sqs.send_message(
             QueueUrl=url["QueueUrl"],
             MessageBody=check.body(),

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from chalicelib import settings
+
 JOB_MODULE = "glue_jobs.voucher_selection_job"
 
 #: Error codes of AWS refusing work for lack of capacity, not because the request is wrong:
@@ -194,16 +196,11 @@ def alive(pid: int) -> bool:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Launcher:
-    env = os.environ if env is None else env
-    kind = env.get("JOB_LAUNCHER", "glue")
-    if kind == "glue":
-        return GlueLauncher(env["GLUE_JOB_NAME"])
-    if kind == "local":
-        return LocalLauncher(
-            Path(env.get("JOB_LOG_DIR", ".state/runs")),
-            int(env.get("LOCAL_MAX_CONCURRENT_RUNS") or 0),
-        )
-    raise ValueError(f"JOB_LAUNCHER must be glue or local, not {kind!r}")
+    if settings.JOB_LAUNCHER.read(env) == "glue":
+        return GlueLauncher(settings.GLUE_JOB_NAME.read(env))
+    return LocalLauncher(
+        Path(settings.JOB_LOG_DIR.read(env)), settings.LOCAL_MAX_CONCURRENT_RUNS.read(env)
+    )
 
 
 def exit_text(status: int) -> str:

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from chalicelib import settings
+
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request", default=None)
 _RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("run", default=None)
 #: Libraries whose INFO lines are their own housekeeping ("Found credentials in environment
@@ -56,7 +58,7 @@ def configure() -> None:
     the log stream), or on one of stdout where there is none (the Glue job, a job run by hand).
     Elsewhere (a developer's console, a test's captured logging) handlers are left as they are."""
     root = logging.getLogger()
-    root.setLevel(os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO")
+    root.setLevel(os.environ.get("AWS_LAMBDA_LOG_LEVEL") or settings.LOG_LEVEL.read())
     for library in _CHATTY:
         logging.getLogger(library).setLevel(logging.WARNING)
     if not root.handlers:

@@ -9,9 +9,10 @@ one; anywhere else it is just a log line. The app stack's alarms and dashboard w
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
+
+from chalicelib import settings
 
 NAMESPACE = "VoucherSelection"
 #: Runs failed or abandoned, whatever the cause (the failed-runs alarm).
@@ -35,7 +36,7 @@ def emit(
 ) -> None:
     """Print one datapoint of ``name``, by stage and ``dimensions``, with ``properties`` as
     searchable fields."""
-    stage = os.environ.get("STAGE", "local")
+    stage = settings.STAGE.read()
     line = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),

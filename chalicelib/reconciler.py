@@ -22,11 +22,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from chalicelib import runs, sources
+from chalicelib import runs, settings, sources
 from chalicelib.intake import Intake, version_of
 from chalicelib.launchers import Launcher
 
@@ -39,31 +38,17 @@ _LOCK = 0x56535243  # with the bucket's hash: one tick at a time per raw bucket
 
 @dataclass(frozen=True)
 class ReconcilerSettings:
-    """How much one tick may do; every value from the environment."""
+    """How much one tick may do (their meaning: ``chalicelib.settings``)."""
 
-    #: Pages of ``incoming/`` listed a tick (``RECONCILE_LIST_PAGES``): 10,000 keys.
-    list_pages: int = 10
-    #: Queued runs started or asked after, and waiting folders looked at, a tick
-    #: (``RECONCILE_RUNS``).
-    runs: int = 50
+    list_pages: int = settings.RECONCILE_LIST_PAGES.default
+    runs: int = settings.RECONCILE_RUNS.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
-        env = os.environ if env is None else env
-        default = cls()
         return cls(
-            list_pages=_positive(env, "RECONCILE_LIST_PAGES", default.list_pages),
-            runs=_positive(env, "RECONCILE_RUNS", default.runs),
+            list_pages=settings.RECONCILE_LIST_PAGES.read(env),
+            runs=settings.RECONCILE_RUNS.read(env),
         )
-
-
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    text = (env.get(name) or "").strip()
-    if not text:
-        return default
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, not {text!r}")
-    return int(text)
 
 
 @dataclass
@@ -213,7 +198,7 @@ def handle(launcher: Launcher | None = None) -> dict:
     )
     try:
         intake = Intake(conn, launcher or launchers.from_env())
-        done = tick(conn, intake, os.environ["RAW_BUCKET"])
+        done = tick(conn, intake, settings.RAW_BUCKET.read())
         return asdict(done) if done else {"skipped": "another tick is running"}
     finally:
         conn.close()

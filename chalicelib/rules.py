@@ -49,15 +49,6 @@ MAX_COUNTRY_CHARS = 60
 MIN_SEGMENT_ROWS = 1
 
 
-def min_segment_rows(text: str | None) -> int:
-    """The ``MIN_SEGMENT_ROWS`` setting: a whole number of at least 1 (default 1)."""
-    if not text:
-        return MIN_SEGMENT_ROWS
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
-        raise ValueError(f"MIN_SEGMENT_ROWS must be a whole number of at least 1, not {text!r}")
-    return int(text)
-
-
 #: Largest ``total_orders`` accepted as a whole number (beyond it a double is not exact).
 MAX_WHOLE_ORDERS = 2**53
 

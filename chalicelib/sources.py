@@ -158,9 +158,11 @@ def describe(uri: str, s3=None) -> Described:
         if not objects:
             raise InputError(f"no data object under {uri}")
         return described_folder(bucket, key, objects)
+    from botocore.exceptions import ClientError  # lazily: S3's library, only where S3 is read
+
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # botocore's ClientError; its message says 404 or 403
+    except ClientError as exc:  # its message says 404 or 403
         raise InputError(f"cannot read {uri}: {exc}") from exc
     etag = head["ETag"].strip('"')
     return Described(

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from chalicelib import db, rules, runs
+from chalicelib import db, rules, runs, settings
 from chalicelib.sources import Described, InputError, is_s3, split_s3
 from chalicelib.text import shown
 from glue_jobs import catalog, lake_io, session
@@ -45,6 +46,10 @@ class JobOptions:
     min_segment_rows: int = rules.MIN_SEGMENT_ROWS
     #: Who executes the run (Glue's JobRunId, or ``pid <n>``): only it may renew the run's lease.
     job_run_id: str | None = None
+    #: Seconds the run may go without a heartbeat (``None``: ``RUN_LEASE_SECONDS``).
+    lease_s: int | None = None
+    #: Where the database settings (``chalicelib.settings``) are read (``None``: the environment).
+    database: Mapping[str, str] | None = None
 
 
 #: How both lake outputs are partitioned.
@@ -237,17 +242,18 @@ class Heartbeat:
     :meth:`check` raises ``runs.NotRunning``: a fenced job stops, and never publishes.
     """
 
-    def __init__(self, spark: SparkSession, run_id: str, lease_s: int, job_run_id: str | None):
+    def __init__(self, spark: SparkSession, options: JobOptions, lease_s: int):
         self.spark = spark
-        self.run_id = run_id
+        self.run_id = options.run_id
         self.lease_s = lease_s
-        self.job_run_id = job_run_id
+        self.job_run_id = options.job_run_id
+        self.database = options.database
         self.lost = threading.Event()
         self._stop = threading.Event()
         # The thread logs with the run's context (its id on every line).
         context = contextvars.copy_context()
         self._thread = threading.Thread(
-            target=context.run, args=(self._beat,), name=f"heartbeat {run_id}", daemon=True
+            target=context.run, args=(self._beat,), name=f"heartbeat {self.run_id}", daemon=True
         )
 
     def __enter__(self) -> Heartbeat:
@@ -261,7 +267,9 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_s / 4):
             try:
-                renewed = db.with_connection(runs.renew_lease, self.run_id, self.job_run_id)
+                renewed = db.with_connection(
+                    runs.renew_lease, self.run_id, self.job_run_id, env=self.database
+                )
             except Exception as exc:
                 log.warning(
                     "run %s: heartbeat not recorded (tried again in %.0f s): %s",
@@ -298,19 +306,20 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
     session.configure(spark)  # whoever built the session (Glue's, a test's): the rules need it
     started = time.monotonic()
     country_keys = rules.requested_country_keys(options.countries)
-    lease_s = runs.lease_seconds()
+    lease_s = options.lease_s or settings.RUN_LEASE_SECONDS.read()
+    database = functools.partial(db.with_connection, env=options.database)
     claim = (options.run_id, country_keys, lease_s, options.job_run_id)
     try:
         inputs = lake_io.describe(options.source)
     except InputError as missing:  # recorded like any run, then failed with the reason
         bucket, key = split_s3(options.source) if is_s3(options.source) else (None, options.source)
-        db.with_connection(runs.start_run, claim[0], runs.Source(bucket, key), *claim[1:])
-        _record_failure(options.run_id, missing)
+        database(runs.start_run, claim[0], runs.Source(bucket, key), *claim[1:])
+        _record_failure(options, lease_s, missing)
         raise
     try:
-        db.with_connection(runs.start_run, claim[0], inputs.source, *claim[1:])
+        database(runs.start_run, claim[0], inputs.source, *claim[1:])
     except (runs.ObjectChanged, runs.AlreadyProcessed) as done:  # it ends here: say why
-        _record_failure(options.run_id, done)
+        _record_failure(options, lease_s, done)
         raise
     log.info(
         "run %s started for %s (countries: %s, %d object(s))",
@@ -319,7 +328,7 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
         options.countries,
         inputs.source.objects,
     )
-    beat = Heartbeat(spark, options.run_id, lease_s, options.job_run_id)
+    beat = Heartbeat(spark, options, lease_s)
     try:
         with beat, Lake(spark) as lake:
             try:
@@ -329,12 +338,12 @@ def run(spark: SparkSession, options: JobOptions) -> RunOutcome:
             result = transformed.result
             registered = register_partitions(spark, options, transformed)
             beat.check()
-            published = db.with_connection(runs.publish_run, options.run_id, result)
+            published = database(runs.publish_run, options.run_id, result)
     except BaseException as exc:
-        _record_failure(options.run_id, exc)
+        _record_failure(options, lease_s, exc)
         raise
-    serving = db.with_connection(runs.serving, [c.country_key for c in result.countries])
-    changes = db.with_connection(runs.changes_of, options.run_id)
+    serving = database(runs.serving, [c.country_key for c in result.countries])
+    changes = database(runs.changes_of, options.run_id)
     log.info(
         "run %s published %s in %.1f s",
         options.run_id,
@@ -386,14 +395,14 @@ _RECORD_ATTEMPTS = 3
 _RECORD_PAUSE_S = 2.0
 
 
-def _record_failure(run_id: str, exc: BaseException) -> None:
+def _record_failure(options: JobOptions, lease_s: int, exc: BaseException) -> None:
     """Record the run as failed, trying again on any error; when it cannot be recorded, say so
     and what follows (the caller re-raises)."""
-    message = error_message(exc)
+    run_id, message = options.run_id, error_message(exc)
     log.error("run %s failed: %s", run_id, message)
     for attempt in range(1, _RECORD_ATTEMPTS + 1):
         try:
-            db.with_connection(runs.fail_run, run_id, message)
+            db.with_connection(runs.fail_run, run_id, message, env=options.database)
             return
         except Exception as unrecorded:
             if attempt < _RECORD_ATTEMPTS:
@@ -406,7 +415,7 @@ def _record_failure(run_id: str, exc: BaseException) -> None:
                 " (--run_id %s, as Glue's next attempt) takes the run over",
                 run_id,
                 error_message(unrecorded),
-                runs.lease_seconds(),
+                lease_s,
                 run_id,
             )
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
 
+from chalicelib import settings
+
 
 def configure(spark: SparkSession) -> None:
     """Session settings the rules rely on, the same on Glue and in local mode."""
@@ -47,22 +49,22 @@ def local() -> SparkSession:
     when it exists, the JVM maps Spark's classes from it and starts seconds sooner.
     """
     builder = SparkSession.builder
-    archive = os.environ.get("SPARK_CLASS_ARCHIVE", "")
+    archive = settings.SPARK_CLASS_ARCHIVE.read()
     if archive and os.path.isfile(archive):  # a stale archive is ignored, silently
         builder = builder.config(
             "spark.driver.extraJavaOptions",
             f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off",
         )
     spark = (
-        builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        builder.master(settings.SPARK_MASTER.read())
         .appName("voucher-selection")
         .config("spark.driver.host", "127.0.0.1")  # loopback only
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
-        .config("spark.sql.files.maxPartitionBytes", os.environ.get("SPARK_SPLIT_BYTES", "32m"))
+        .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY.read())
+        .config("spark.sql.shuffle.partitions", str(settings.SPARK_SHUFFLE_PARTITIONS.read()))
+        .config("spark.sql.files.maxPartitionBytes", settings.SPARK_SPLIT_BYTES.read())
         .getOrCreate()
     )
     configure(spark)

@@ -16,16 +16,19 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from typing import TypeVar
 
-from chalicelib import logs, runs
-from chalicelib.rules import DEFAULT_COUNTRIES, min_segment_rows
+from chalicelib import logs, runs, settings
+from chalicelib.rules import DEFAULT_COUNTRIES
 from glue_jobs import session
 from glue_jobs.pipeline import JobOptions, RunOutcome, run
 from glue_jobs.summary import format_summary
 
 log = logging.getLogger("voucher_selection")
-_LAKE = os.environ.get("LAKE_BUCKET", "voucher-lake")
-#: Job arguments: name -> (default, help). ``None`` marks the required one.
+T = TypeVar("T")
+#: Job arguments: name -> (default, help). ``None`` marks the required one; an empty default
+#: stands for a setting (``chalicelib.settings``) read when the options are made.
 ARGUMENTS: dict[str, tuple[str | None, str]] = {
     "source": (None, "s3://bucket/key, s3://bucket/prefix/ or a local path of parquet input"),
     "countries": (
@@ -33,14 +36,18 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
         f"{','.join(DEFAULT_COUNTRIES)} (default), all, or a list such as Peru,Latvia",
     ),
     "run_id": ("", "the run's id (default: a new one from the time)"),
-    "curated_location": (f"s3://{_LAKE}/curated/", "where kept rows are written"),
-    "rejected_location": (f"s3://{_LAKE}/rejected/", "where rejected rows are written"),
+    "curated_location": ("", "where kept rows are written (default: s3://$LAKE_BUCKET/curated/)"),
+    "rejected_location": (
+        "",
+        "where rejected rows are written (default: s3://$LAKE_BUCKET/rejected/)",
+    ),
     "db_host": ("", "database host (the job logs in as the writer role with an IAM token)"),
     "db_port": ("", "database port (with --db_host)"),
     "db_name": ("", "database name (with --db_host)"),
     "run_lease_seconds": (
         "",
-        "seconds a run may go without a heartbeat before it counts as abandoned (default 300)",
+        "seconds a run may go without a heartbeat before it counts as abandoned (default:"
+        " RUN_LEASE_SECONDS from the environment, else 300)",
     ),
     "min_segment_rows": (
         "",
@@ -48,8 +55,9 @@ ARGUMENTS: dict[str, tuple[str | None, str]] = {
         " MIN_SEGMENT_ROWS from the environment, else 1)",
     ),
     "catalog_database": (
-        os.environ.get("CATALOG_DATABASE", ""),
-        "the Glue Data Catalog database whose lake tables get the run's partitions (default: none)",
+        "",
+        "the Glue Data Catalog database whose lake tables get the run's partitions (default:"
+        " CATALOG_DATABASE from the environment, else none)",
     ),
 }
 
@@ -78,23 +86,31 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
 
 
-def options_from(args: dict[str, str]) -> JobOptions:
-    """JobOptions from parsed arguments; database and lease arguments go to the environment
-    that ``db`` and ``runs`` read."""
-    for name in ("db_host", "db_port", "db_name", "run_lease_seconds"):
-        if args.get(name):
-            os.environ[name.upper()] = args[name]
+#: Arguments that stand for a database setting (``--db_host``: ``DB_HOST``).
+DATABASE_ARGUMENTS = ("db_host", "db_port", "db_name")
+
+
+def options_from(args: dict[str, str], env: Mapping[str, str] | None = None) -> JobOptions:
+    """JobOptions from parsed arguments; an argument standing for a setting wins over its
+    variable in ``env`` (the process's environment by default), which is never written."""
+    env = os.environ if env is None else env
+
+    def setting(variable: settings.Setting[T], argument: str) -> T:
+        return variable.value_of(args.get(argument) or env.get(variable.name))
+
+    lake = settings.LAKE_BUCKET.read(env)
+    database = {n.upper(): args[n] for n in DATABASE_ARGUMENTS if args.get(n)}
     return JobOptions(
         job_run_id=args.get("JOB_RUN_ID") or f"pid {os.getpid()}",
         source=args["source"],
         countries=args["countries"],
         run_id=args["run_id"] or runs.new_run_id(),
-        curated_location=args["curated_location"],
-        rejected_location=args["rejected_location"],
-        catalog_database=args["catalog_database"],
-        min_segment_rows=min_segment_rows(
-            args["min_segment_rows"] or os.environ.get("MIN_SEGMENT_ROWS")
-        ),
+        curated_location=args["curated_location"] or f"s3://{lake}/curated/",
+        rejected_location=args["rejected_location"] or f"s3://{lake}/rejected/",
+        catalog_database=setting(settings.CATALOG_DATABASE, "catalog_database"),
+        min_segment_rows=setting(settings.MIN_SEGMENT_ROWS, "min_segment_rows"),
+        lease_s=setting(settings.RUN_LEASE_SECONDS, "run_lease_seconds"),
+        database={**env, **database} if database else None,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.api.request import parse_names
-from chalicelib.runs import AmountUsage
+from chalicelib.runs import AmountUsage, RunStatus
 
 #: The details a caller may ask for, by name (``?detail=usage,changes``).
 DETAILS = ("usage", "changes")
@@ -68,19 +68,20 @@ SELECT u.country_key, u.segment_name, u.segment, u.position, u.voucher_amount, u
 """
 
 #: Per country, its last runs that published it, up to the one serving it, newest first.
-_RECENT_RUNS_SQL = """
+_RECENT_RUNS_SQL = f"""
 SELECT country_key, run_id, finished_at FROM (
     SELECT served.country_key, r.run_id, r.finished_at,
            row_number() OVER (PARTITION BY served.country_key
                               ORDER BY r.finished_at DESC, r.run_id DESC) AS n
       FROM unnest(%s::text[], %s::text[]) AS served (country_key, run_id)
       JOIN runs serving ON serving.run_id = served.run_id
-      JOIN runs r ON r.status = 'succeeded' AND served.country_key = ANY(r.published_countries)
+      JOIN runs r ON r.status = '{RunStatus.SUCCEEDED.value}'
+                 AND served.country_key = ANY(r.published_countries)
                  AND r.finished_at <= serving.finished_at
 ) recent
  WHERE n <= %s
  ORDER BY country_key, n
-"""
+"""  # noqa: S608 - the statuses are the enum's constants
 
 _CHANGES_SQL = """
 SELECT c.country_key, c.segment_name, c.segment, c.run_id, c.changed_at, c.old_amount,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import traceback
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from chalice import Blueprint
 from chalice.app import Response
 
+from chalicelib import settings
 from chalicelib.api.batch import answer_vouchers
 from chalicelib.api.criteria import selection_criteria
 from chalicelib.api.detail import parse_details
@@ -43,7 +43,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 def api_key_required() -> bool:
     """Whether the stage asks for the API key (prod): its ``API_KEY_REQUIRED`` variable."""
-    return os.environ.get("API_KEY_REQUIRED") == "true"
+    return settings.API_KEY_REQUIRED.read()
 
 
 #: Where a stage asks for the API key (prod), every route with the product's answers or its

@@ -14,6 +14,7 @@ from chalicelib.api.errors import bad_request, not_found
 from chalicelib.api.request import parse_names
 from chalicelib.api.responses import amount_or_none
 from chalicelib.runs import RUN_STATUSES, SelectionChange, changes_of
+from chalicelib.runs.status import LIVE, sql_list
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -21,14 +22,14 @@ MAX_LIMIT = 100
 LIMIT_PATTERN = r"^0*(?:[1-9][0-9]?|100)$"
 _LIMIT = re.compile(LIMIT_PATTERN)
 
-_RUNS_SQL = """
+_RUNS_SQL = f"""
 SELECT r.run_id, run_status(r), r.requested_by,
        r.source_bucket, r.source_key, r.source_etag, r.source_objects, r.countries, r.job_run_id,
        r.created_at, r.started_at, r.finished_at,
-       CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
+       CASE WHEN r.status IN {sql_list(LIVE)} AND NOT run_abandoned(r)
             THEN round(extract(epoch FROM now() - r.heartbeat_at), 1)::float END,
        r.lease_seconds,
-       CASE WHEN r.status IN ('waiting', 'queued', 'running') AND NOT run_abandoned(r)
+       CASE WHEN r.status IN {sql_list(LIVE)} AND NOT run_abandoned(r)
             THEN r.status_reason END,
        r.start_attempts, r.notes,
        r.rows_read, r.rows_out_of_scope, r.published_countries,
@@ -39,7 +40,7 @@ SELECT r.run_id, run_status(r), r.requested_by,
                     'unsegmented', s.unsegmented) ORDER BY s.country)
                    FROM run_country_stats s WHERE s.run_id = r.run_id), '[]') AS countries_stats
   FROM runs r
-"""
+"""  # noqa: S608 - the statuses are the enum's constants
 _FIELDS = (
     "run_id",
     "status",

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from chalicelib import db
+from chalicelib import db, settings
 from chalicelib.api.errors import ApiError
 from chalicelib.api.published import VERSION_SQL, Published, load_published
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CACHE_TTL_SECONDS = 30.0
-DEFAULT_STATEMENT_TIMEOUT_MS = 3000
 
 
 class PublishedStore:
@@ -83,13 +79,12 @@ class PublishedStore:
         }
 
     def read(self, query: Callable[[object], T]) -> T:
-        """Run ``query(connection)`` on this container's connection; 503 when it is unreachable."""
+        """Run ``query(connection)`` on this container's connection; 503 when the database fails
+        (any other exception is a bug: it goes up as itself, to be logged as one)."""
         with self._lock:
             try:
                 return query(self._connection())
-            except ApiError:
-                raise
-            except Exception as e:
+            except db.Error as e:
                 self._drop_connection()
                 log.error("query failed: %s: %s", type(e).__name__, db.redact(str(e)).strip())
                 raise ApiError(
@@ -97,7 +92,8 @@ class PublishedStore:
                 ) from None
 
     def refresh(self, only_if_due: bool = False) -> None:
-        """Reload when the published runs changed; a failure is logged and kept, never raised."""
+        """Reload when the published runs changed; the database failing is logged and kept,
+        never raised (anything else is a bug, raised)."""
         with self._lock:
             if only_if_due and not self._due():
                 return  # another thread checked meanwhile
@@ -106,7 +102,7 @@ class PublishedStore:
             for _ in range(2 if self._conn is not None else 1):
                 try:
                     self._check()
-                except Exception as e:
+                except db.Error as e:
                     self._drop_connection()
                     error = e
                 else:
@@ -145,7 +141,7 @@ class PublishedStore:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except Exception:  # already broken: nothing more to release
+            except db.Error:  # already broken: nothing more to release
                 log.debug("closing a broken connection failed", exc_info=True)
             self._conn = None
 
@@ -153,13 +149,12 @@ class PublishedStore:
 @functools.cache
 def default_store() -> PublishedStore:
     """This container's store, configured from the environment on first use."""
-    timeout_ms = int(os.environ.get("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS))
     return PublishedStore(
         connect=functools.partial(
             db.connect,
-            statement_timeout_ms=timeout_ms,
+            statement_timeout_ms=settings.STATEMENT_TIMEOUT_MS.read(),
             application_name="voucher-api",
             role=db.READER,
         ),
-        ttl_seconds=float(os.environ.get("CACHE_TTL_SECONDS", DEFAULT_CACHE_TTL_SECONDS)),
+        ttl_seconds=settings.CACHE_TTL_SECONDS.read(),
     )

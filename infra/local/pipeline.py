@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg2
 
 from chalicelib import rules, sources
+from chalicelib.runs.status import FINISHED, RunStatus
 from chalicelib.sources import MARKER
 from infra.local import catalog, s3
 from infra.local.settings import CURATED_PREFIX, RAW_PREFIX, REJECTED_PREFIX, Settings, from_env
@@ -125,20 +126,20 @@ def follow_triggered_run(settings: Settings, key: str, since: datetime) -> int:
         if found:
             run_id, status, error, reason = found
             said = f"run {run_id}: {status}" + (f" ({reason})" if reason else "")
-            if announced != said and status in ("waiting", "queued"):
+            if announced != said and status in (RunStatus.WAITING, RunStatus.QUEUED):
                 print(said, flush=True)
                 announced = said
             log = settings.state_dir / "runs" / f"{run_id}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
             print(text[printed:], end="", flush=True)
             printed = len(text)
-            if status in ("succeeded", "failed"):
+            if status in FINISHED:
                 time.sleep(0.5)  # the job prints its summary just after publishing
                 text = log.read_text(errors="replace") if log.exists() else text
                 print(text[printed:], end="", flush=True)
-                if status == "failed":
+                if status == RunStatus.FAILED:
                     print(f"run {run_id} failed: {error}", file=sys.stderr, flush=True)
-                return 0 if status == "succeeded" else 1
+                return 0 if status == RunStatus.SUCCEEDED else 1
         time.sleep(1)
     print(
         f"no finished run after {RUN_TIMEOUT_S} s: see {settings.state_dir}/pump.log",
