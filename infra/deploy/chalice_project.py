@@ -29,22 +29,23 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from infra.deploy import templates
 from infra.deploy.package import DIST, ensure_ca_bundle
 from infra.deploy.templates import REPO_ROOT, resolve
 
 CHALICE_DIR = REPO_ROOT / ".chalice"
 APP_NAME = "voucher-selection"
-#: What a deployed function reads from the environment (the app stack's Globals in the template).
-ENVIRONMENT = {
-    "DB_SECRET_ARN": "DbSecretArn",
-    "DB_HOST": "DbHost",
-    "DB_PORT": "DbPort",
-    "DB_NAME": "DbName",
-    "GLUE_JOB_NAME": "GlueJobName",
-}
 #: Chalice commands that change a stage in AWS.
 DEPLOYING = ("deploy", "delete")
+
+
+def function_environment() -> dict[str, Any]:
+    """What a deployed function reads from the environment, as the app stack's template sets it
+    for every function (its one source: the overlay's ``Globals``)."""
+    overlay = templates.load(templates.CHALICE_OVERLAY)
+    return dict(overlay["Globals"]["Function"]["Environment"]["Variables"])
 
 
 def values_file(stage: str) -> Path:
@@ -115,7 +116,7 @@ def render(stage: str, values: Mapping[str, str], out: Path) -> Path:
         for function, options in settings.get("lambda_functions", {}).items()
     }
     settings["environment_variables"] = {
-        **{env: resolve({"Ref": output}, values) for env, output in ENVIRONMENT.items()},
+        **{env: resolve(value, values) for env, value in function_environment().items()},
         **settings.get("environment_variables", {}),
     }
     settings["subnet_ids"] = resolve({"Ref": "PrivateSubnetIds"}, values).split(",")

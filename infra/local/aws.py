@@ -22,7 +22,6 @@ from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings
 
 START_TIMEOUT_S = 60
-EMULATORS = ("moto", "localstack")
 _PID_FILE, _LOG = "aws.pid", "aws.log"
 #: How our processes are told from others reusing a PID: their command line holds one of these.
 _MARKERS = {"moto": b"moto_server", "localstack": b"localstack.runtime.main"}

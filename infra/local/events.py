@@ -25,10 +25,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+from infra.deploy import templates
 from infra.local import processes
 from infra.local import s3 as local_s3
-from infra.local.settings import RAW_PREFIX, REGION, Settings, from_env
+from infra.local.settings import REGION, Settings, from_env
 
 log = logging.getLogger("voucher_selection.events")
 
@@ -56,21 +58,36 @@ def ensure_upload_queue(settings: Settings) -> str:
         },
     )
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-    # Every object under the prefix, whatever its name: the handler judges each one by its bytes.
     _client(settings, "s3").put_bucket_notification_configuration(
-        Bucket=settings.raw_bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "Id": "uploads",
-                    "QueueArn": arn["QueueArn"],
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": RAW_PREFIX}]}},
-                }
-            ]
-        },
+        Bucket=settings.raw_bucket, NotificationConfiguration=upload_notification(arn["QueueArn"])
     )
     return url
+
+
+def upload_notification(queue_arn: str) -> dict[str, Any]:
+    """The raw bucket's notification as the storage template defines it (its one source), in
+    the S3 API's terms, to the queue ``queue_arn``."""
+    bucket = templates.load(templates.path("storage"))["Resources"]["RawBucket"]
+    return {
+        "QueueConfigurations": [
+            {
+                "Id": f"uploads-{n}",
+                "QueueArn": queue_arn,
+                "Events": [declared["Event"]],
+                "Filter": {
+                    "Key": {
+                        "FilterRules": [
+                            {"Name": rule["Name"], "Value": rule["Value"]}
+                            for rule in declared["Filter"]["S3Key"]["Rules"]
+                        ]
+                    }
+                },
+            }
+            for n, declared in enumerate(
+                bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+            )
+        ]
+    }
 
 
 def lambda_event(messages: list[dict], queue_arn: str) -> dict:
