@@ -213,9 +213,12 @@ def stack(local_stack, database_url, buckets, db, spark):
 
 
 @pytest.fixture
-def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
+def uploads(local_stack, s3, buckets, database_url, db, tmp_path, monkeypatch):
     """A queue of this test's own, notified by the session's raw bucket, and a pump on it that
-    invokes the very handler Lambda would (``on_upload``); the local launcher logs to tmp_path."""
+    invokes the very handler Lambda would (``on_upload``); the local launcher logs to tmp_path.
+    The raw bucket starts empty, as the tables do: the reconciler takes in every object no run
+    accounts for, so what earlier tests left would become this test's runs."""
+    local_s3.empty_bucket(s3, buckets.raw)
     settings = replace(
         local_stack.settings,
         raw_bucket=buckets.raw,

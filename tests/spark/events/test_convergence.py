@@ -16,12 +16,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 
+import boto3
 import pandas as pd
+import psycopg2
 import pytest
 
-from infra.local import aws
 from infra.local import s3 as local_s3
 from infra.local.events import lambda_event
 from infra.local.settings import REPO_ROOT
@@ -262,40 +262,44 @@ def test_4b_an_abandoned_multipart_upload_no_longer_holds_its_folder_and_the_run
     assert status == 200 and shown["notes"] == record["notes"]
 
 
-def test_5_the_heartbeat_survives_a_secrets_manager_outage_and_the_run_publishes(
-    stack, db, s3, database_url, throwaway_endpoint, tmp_path, monkeypatch, caplog
+def test_5_the_heartbeat_survives_a_credentials_outage_and_the_run_publishes(
+    stack, s3, tls_server, tmp_path, monkeypatch, caplog
 ):
-    """As on Glue: every beat reads the database secret from Secrets Manager, which goes away
-    for a few seconds mid-run (a beat fails meanwhile); the lease (20 s) would run out without
-    the beats after it."""
-    from urllib.parse import urlsplit
-
+    """As on Glue: every beat connects as the writer with an IAM authentication token signed
+    with the job's credentials, which the instance's credential endpoint fails to hand out for
+    a few seconds mid-run (a beat fails meanwhile with botocore's error, not a database one);
+    the lease (20 s) would run out without the beats after it."""
+    from chalicelib import db as database
     from glue_jobs import pipeline
 
-    state, port, url = throwaway_endpoint
-    name = f"voucher-db-{uuid.uuid4().hex[:8]}"
-    secret = json.dumps({"username": "postgres", "password": "unused"})
-    local_s3.client(url, "secretsmanager").create_secret(Name=name, SecretString=secret)
-    server = urlsplit(database_url)
     monkeypatch.delenv("DATABASE_URL")
     for variable, value in [
-        ("DB_SECRET_ARN", name),
-        ("DB_HOST", server.hostname),
-        ("DB_PORT", str(server.port)),
-        ("DB_NAME", server.path.lstrip("/")),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", url),
+        ("DB_HOST", "127.0.0.1"),
+        ("DB_PORT", str(tls_server.server.port)),
+        ("DB_NAME", "postgres"),
+        ("DB_CA_BUNDLE", str(tls_server.ca_file)),
         ("RUN_LEASE_SECONDS", "20"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),  # no instance here to ask
     ]:
-        monkeypatch.setenv(variable, str(value))
+        monkeypatch.setenv(variable, value)
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    credentials = {name: os.environ[name] for name in keys}
+
+    def forget_credentials():  # boto3's default session resolves them once, then keeps them
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        database._rds.cache_clear()
 
     transform = pipeline.transform
 
     def transform_then_outage(*args, **kwargs):
         done = transform(*args, **kwargs)
-        aws.stop(state)  # Secrets Manager unreachable: EndpointConnectionError
+        for name in credentials:  # the signer finds no credentials: NoCredentialsError
+            monkeypatch.delenv(name)
+        forget_credentials()
         time.sleep(6)  # more than a beat's period (5 s)
-        aws.start(aws_settings(state, port))
-        local_s3.client(url, "secretsmanager").create_secret(Name=name, SecretString=secret)
+        for name, value in credentials.items():
+            monkeypatch.setenv(name, value)
+        forget_credentials()
         time.sleep(22)  # longer than the lease: only beats after the outage keep it
         return done
 
@@ -303,18 +307,17 @@ def test_5_the_heartbeat_survives_a_secrets_manager_outage_and_the_run_publishes
     source = f"s3://{stack.raw}/incoming/beat.parquet"
     s3.put_object(Bucket=stack.raw, Key="incoming/beat.parquet", Body=sample_bytes(tmp_path, 500))
     run_job(stack, source, countries="Peru", run_id="run-beats-on")
-    assert "heartbeat not recorded" in caplog.text and "EndpointConnectionError" in caplog.text
-    db.rollback()
-    assert fetch(db, "SELECT status, error FROM runs") == [("succeeded", None)]
-    assert served(db) == {"peru": "run-beats-on"}
-
-
-def aws_settings(state, port):
-    from dataclasses import replace
-
-    from infra.local.settings import from_env
-
-    return replace(from_env(), state_dir=state, aws_port=port, aws_emulator="moto")
+    assert "heartbeat not recorded" in caplog.text and "credentials" in caplog.text
+    conn = psycopg2.connect(tls_server.server.url, sslmode="require")
+    try:
+        [(status, error)] = fetch(
+            conn, "SELECT status, error FROM runs WHERE run_id = %s", "run-beats-on"
+        )
+        assert (status, error) == ("succeeded", None)
+        assert served(conn)["peru"] == "run-beats-on"
+    finally:
+        conn.close()
+        database._rds.cache_clear()
 
 
 def test_6_a_file_whose_name_starts_with_an_underscore_is_a_run_like_any_other(

@@ -186,6 +186,7 @@ def test_chalice_deploy_at_the_root_creates_the_app_and_chalice_delete_removes_i
         "voucher-selection-dev-on_upload",
         "voucher-selection-dev-on_job_state",
         "voucher-selection-dev-migrate",
+        "voucher-selection-dev-reconcile",
     }
     rendered = {
         p.stem: json.loads(p.read_text())
@@ -219,6 +220,10 @@ def test_chalice_deploy_at_the_root_creates_the_app_and_chalice_delete_removes_i
         r for r in aws_account.client("events").list_rules()["Rules"] if "on_job_state" in r["Name"]
     ]  # Glue's state changes of the stage's job
     assert json.loads(rule["EventPattern"])["detail"]["jobName"] == ["voucher-selection-dev"]
+    [tick] = [
+        r for r in aws_account.client("events").list_rules()["Rules"] if "reconcile" in r["Name"]
+    ]  # the reconciler's schedule: every upload ends even when no event arrives
+    assert tick["ScheduleExpression"] == "rate(1 minute)"
     apis = [
         a
         for a in aws_account.client("apigateway").get_rest_apis()["items"]

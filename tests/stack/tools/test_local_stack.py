@@ -198,7 +198,8 @@ def test_up_down_up_clean_lifecycle(private_stack, s3):
     conf = private_stack
     first = stack.up(conf, _quiet)
     assert first.services == {"aws": "started", "postgres": "started"}
-    assert aws.owned_pid(conf.state_dir) is not None
+    assert aws.owned_pid(conf.state_dir, conf.aws_port) is not None
+    assert aws.owned_pid(conf.state_dir, processes.free_port()) is None  # serves another port
     data = conf.pg_data_dir.resolve()
     # As root, the postgres user cannot enter the private folder: the data lives elsewhere.
     assert conf.pg_data_dir.is_symlink() == (os.geteuid() == 0)
