@@ -35,7 +35,7 @@ SERVE = $(LOCAL_ENV) printf '%s\n' "API on $(API_URL) (Ctrl-C stops it)" \
 STAGE ?= dev
 PACKAGE_ZIP = dist/$(STAGE)/app/deployment.zip
 # The IaC security scanner, offline; its exceptions are justified in each template's Metadata.
-# The app stack's template (packaged) is scanned by tests/infra/test_lint.py.
+# The app stack's template (packaged) is scanned by tests/unit/infra/test_lint.py.
 CHECKOV = $(VENV)/bin/checkov --framework cloudformation --compact --quiet --skip-download
 # Stack commands that must not build a venv just to stop things (e.g. from CI's exit trap).
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
@@ -70,8 +70,8 @@ lock: venv ## re-resolve requirements-dev.txt into requirements-dev.lock (hashes
 	$(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --no-annotate \
 		--python-version 3.11 --custom-compile-command "make lock" -o requirements-dev.lock
 
-unit: venv ## the tests that need neither the local stack nor Spark nor a browser: seconds
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+unit: venv ## tests/unit: the tests that start no service, Spark or browser, in seconds
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@command -v java >/dev/null || { echo "java not found: Spark needs Java 17" \
@@ -116,7 +116,7 @@ serve: venv up ## the API on 127.0.0.1 (PORT=8000 by default), serving what is p
 faults: venv java up ## the long fault-injection run: FAULTS_ROUNDS (20) seeded rounds, figures into reports/faults/
 	rm -rf reports/faults && mkdir -p reports/faults
 	FAULTS_ROUNDS=$${FAULTS_ROUNDS:-20} FAULTS_REPORT_DIR=reports/faults $(PY) -m pytest \
-		tests/reliability/test_convergence_property.py -p no:randomly $(PYTEST_ARGS)
+		tests/stack/reliability/test_convergence_property.py -p no:randomly $(PYTEST_ARGS)
 
 reconcile: venv up ## one reconciler tick now: every upload under incoming/ gets its run (the pump: every minute)
 	$(LOCAL_ENV) $(PY) -m infra.local.events reconcile

@@ -1,5 +1,5 @@
 -- The database schema as the migrations in chalicelib/migrations leave it (make schema writes it;
--- tests/pipeline/test_schema.py checks it). Read it; change the schema with a migration.
+-- tests/stack/pipeline/test_schema.py checks it). Read it; change the schema with a migration.
 
 CREATE TABLE public.runs (
     run_id text NOT NULL,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from dataclasses import dataclass, replace
@@ -47,24 +48,55 @@ CHROMIUM_ARGS = [
 ]
 
 
-#: Fixtures that start something heavy: a test needing none of them (directly or through another
-#: fixture) is a unit test, run by ``make unit`` in seconds.
-_HEAVY_FIXTURES = {
-    "local_stack",
-    "spark",
-    "browser",
-    "throwaway_server",
-    "tls_server",
-    "throwaway_endpoint",
-    "private_stack",
-    "report",
+pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.explore"]
+
+#: The tiers, lightest first, each a folder of ``tests/``: a test lives in the tier of what it
+#: starts (``make unit`` runs ``tests/unit`` in seconds).
+TIERS = ("unit", "stack", "spark", "browser")
+#: The fixtures that start something, with the tier each one needs (directly or through another).
+_TIER_OF_FIXTURE = {
+    "local_stack": "stack",
+    "throwaway_server": "stack",
+    "tls_server": "stack",
+    "throwaway_endpoint": "stack",
+    "private_stack": "stack",
+    "spark": "spark",
+    "report": "spark",
+    "browser": "browser",
 }
 
 
 def pytest_collection_modifyitems(items):
+    """Refuse a test kept in a lighter tier than one of its fixtures needs."""
     for item in items:
-        if not _HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.unit)
+        tier = _tier(item)
+        if tier not in TIERS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
+            )
+        for fixture in getattr(item, "fixturenames", ()):
+            needs = _TIER_OF_FIXTURE.get(fixture, "unit")
+            if TIERS.index(needs) > TIERS.index(tier):
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the fixture {fixture!r}: it belongs in tests/{needs}/"
+                )
+
+
+def _tier(item) -> str:
+    return Path(item.path).relative_to(Path(__file__).parent).parts[0]
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_connect_nowhere(request, monkeypatch):
+    """A unit test that opens a connection (to a database, an endpoint) fails saying so."""
+    if _tier(request.node) != "unit":
+        return
+
+    def refuse(sock, address):
+        raise AssertionError(f"a unit test connected to {address}: it belongs in tests/stack/")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -181,9 +213,12 @@ def stack(local_stack, database_url, buckets, db, spark):
 
 
 @pytest.fixture
-def uploads(local_stack, buckets, database_url, db, tmp_path, monkeypatch):
+def uploads(local_stack, s3, buckets, database_url, db, tmp_path, monkeypatch):
     """A queue of this test's own, notified by the session's raw bucket, and a pump on it that
-    invokes the very handler Lambda would (``on_upload``); the local launcher logs to tmp_path."""
+    invokes the very handler Lambda would (``on_upload``); the local launcher logs to tmp_path.
+    The raw bucket starts empty, as the tables do: the reconciler takes in every object no run
+    accounts for, so what earlier tests left would become this test's runs."""
+    local_s3.empty_bucket(s3, buckets.raw)
     settings = replace(
         local_stack.settings,
         raw_bucket=buckets.raw,

@@ -410,11 +410,12 @@ def converge(pump, client, db, key: str, runs: int = 1, timeout_s: float = 600) 
     raise AssertionError(f"runs of {key} not settled: {runs_of(db, key)}")
 
 
-def drained(pump, timeout_s: float = 60) -> None:
-    """Pump until the queue holds nothing, visible or in flight (delayed checks included)."""
-    deadline = time.monotonic() + timeout_s
+def drained(pump, timeout_s: float = 60) -> int:
+    """Pump until the queue holds nothing, visible or in flight (delayed checks included); return
+    how many messages were handled meanwhile."""
+    handled, deadline = 0, time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pump.poll_once()
+        handled += pump.poll_once()
         counts = pump.sqs.get_queue_attributes(
             QueueUrl=pump.url,
             AttributeNames=[
@@ -424,7 +425,7 @@ def drained(pump, timeout_s: float = 60) -> None:
             ],
         )["Attributes"]
         if not any(int(n) for n in counts.values()):
-            return
+            return handled
     raise AssertionError(f"the upload queue still holds messages: {counts}")
 
 
@@ -454,14 +455,6 @@ def black_hole():
         for conn in held:
             conn.close()
         server.close()
-
-
-def pump_for(pump, seconds: float) -> int:
-    """Keep the pump going for ``seconds``; return how many messages it handled."""
-    handled, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        handled += pump.poll_once()
-    return handled
 
 
 def listening(pid: int) -> set[tuple[str, int]]:

@@ -7,7 +7,7 @@ else is changed, so that "valid by the document" means valid:
     SCHEMATHESIS_HOOKS=tests.openapi_hooks st run http://127.0.0.1:8000/openapi.json --checks all
 
 Without the hooks, the only failures schemathesis can find are valid cases refused for their
-dates (``tests/api/test_http.py::test_without_hooks_only_dates_out_of_order_are_refused``).
+dates (``tests/stack/api/test_http.py::test_without_hooks_only_dates_out_of_order_are_refused``).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ MAX_BATCH_BODY_BYTES = 2 * 2**20
 BATCH_DEFAULTS = ("country_code", "segment_name", "timestamp", "strict")
 MAX_CUSTOMER_ID_CHARS = 200
 
-# The patterns below are the OpenAPI document's (tests/api/test_routes.py compares them), written
-# for both Python's re and ECMA regexes: no lookaround, ``[0-9]`` rather than ``\\d``.
+# The patterns below are the OpenAPI document's (tests/stack/api/test_routes.py compares them),
+# written for both Python's re and ECMA regexes: no lookaround, ``[0-9]`` rather than ``\\d``.
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001 to 9999
 _MONTH_DAY = (
     r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"

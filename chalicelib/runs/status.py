@@ -1,5 +1,6 @@
 """A run's statuses and who asks for runs: the one source of these names for Python, the SQL
-that filters on them and the OpenAPI document (``tests/api/test_statuses.py`` holds them to it).
+that filters on them and the OpenAPI document (``tests/stack/api/test_statuses.py`` holds them
+to it).
 
 A run goes ``waiting`` (a dataset folder until its marker or a quiet period) -> ``queued`` (its
 job asked for, not yet running) -> ``running`` (the job) -> ``succeeded`` | ``failed``.

@@ -37,7 +37,7 @@ SKIPS = {
     "AWS::IAM::Role": {
         "CKV_AWS_111": 'The only actions on "*" are those AWS offers no narrower resource for:'
         " the VPC network interfaces Lambda requires and X-Ray's trace upload"
-        " (tests/infra/test_policies.py allows no other).",
+        " (tests/unit/infra/test_policies.py allows no other).",
     },
     "AWS::Logs::LogGroup": {
         "CKV_AWS_158": "CloudWatch Logs encrypts every log group at rest; these lines hold run"
@@ -45,7 +45,7 @@ SKIPS = {
     },
 }
 #: A function capped by its SQS event source (MaximumConcurrency) rather than reserved
-#: concurrency; one with neither is left for checkov (and tests/infra) to refuse.
+#: concurrency; one with neither is left for checkov (and tests/unit/infra) to refuse.
 QUEUE_CAPPED = {"CKV_AWS_115": "Capped by its SQS event source's MaximumConcurrency."}
 
 

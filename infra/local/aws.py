@@ -22,7 +22,7 @@ from infra.local.errors import StackError
 from infra.local.settings import HOST, Settings
 
 START_TIMEOUT_S = 60
-_PID_FILE, _LOG = "aws.pid", "aws.log"
+_PID_FILE, _PORT_FILE, _LOG = "aws.pid", "aws.port", "aws.log"
 #: How our processes are told from others reusing a PID: their command line holds one of these.
 _MARKERS = {"moto": b"moto_server", "localstack": b"localstack.runtime.main"}
 
@@ -48,13 +48,23 @@ def probe(url: str) -> bool | None:
     return "Buckets" in answer or "Owner" in answer
 
 
-def owned_pid(state_dir: Path) -> int | None:
-    """PID of the endpoint this state folder started, if it still runs."""
+def owned_pid(state_dir: Path, port: int | None = None) -> int | None:
+    """PID of the endpoint this state folder started, if it still runs (and serves ``port``,
+    when given: another endpoint on another port is not the one we started)."""
     pid_file = Path(state_dir) / _PID_FILE
+    if port is not None and _recorded_port(state_dir) != port:
+        return None
     return next(
         (pid for marker in _MARKERS.values() if (pid := processes.recorded_pid(pid_file, marker))),
         None,
     )
+
+
+def _recorded_port(state_dir: Path) -> int | None:
+    try:
+        return int((Path(state_dir) / _PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _moto_command(port: int) -> list[str]:
@@ -70,7 +80,7 @@ def start(settings: Settings) -> str:
     "started" (the settings' emulator, moto or LocalStack, installed on first use)."""
     url, port, state_dir = settings.endpoint_url, settings.aws_port, Path(settings.state_dir)
     answer = probe(url)
-    if answer and owned_pid(state_dir):
+    if answer and owned_pid(state_dir, port):
         return "already running"
     if answer:
         return "reused"
@@ -82,6 +92,7 @@ def start(settings: Settings) -> str:
         command, env = _moto_command(port), None
     log = state_dir / _LOG
     process = processes.spawn(command, log, state_dir / _PID_FILE, env)
+    (state_dir / _PORT_FILE).write_text(str(port))
     deadline = time.monotonic() + START_TIMEOUT_S
     while not probe(url):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -96,7 +107,8 @@ def start(settings: Settings) -> str:
 def stop(state_dir: Path) -> bool:
     """Stop the endpoint this state folder started; return whether one was running."""
     pid = owned_pid(state_dir)
-    (Path(state_dir) / _PID_FILE).unlink(missing_ok=True)
+    for name in (_PID_FILE, _PORT_FILE):
+        (Path(state_dir) / name).unlink(missing_ok=True)
     if pid is None:
         return False
     processes.terminate(pid)

@@ -44,10 +44,17 @@ def ensure_bucket(s3, name: str) -> bool:
     return True
 
 
-def delete_bucket(s3, name: str) -> None:
-    """Delete bucket ``name`` and everything in it."""
+def empty_bucket(s3, name: str) -> None:
+    """Delete every object of bucket ``name`` and abort its multipart uploads in progress."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
         if keys:
             s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+def delete_bucket(s3, name: str) -> None:
+    """Delete bucket ``name`` and everything in it."""
+    empty_bucket(s3, name)
     s3.delete_bucket(Bucket=name)

@@ -2,8 +2,8 @@
 
 It is ``pg_dump --schema-only`` of a freshly migrated database, without what changes from one
 dump to the next (pg_dump's comments and session settings, its random ``\\restrict`` key).
-``make schema`` writes it; ``tests/pipeline/test_schema.py`` checks that the migrations reproduce
-it exactly, so a migration and this file change together.
+``make schema`` writes it; ``tests/stack/pipeline/test_schema.py`` checks that the migrations
+reproduce it exactly, so a migration and this file change together.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from infra.local.settings import REPO_ROOT
 SCHEMA_FILE = REPO_ROOT / "schema.sql"
 HEADER = (
     "-- The database schema as the migrations in chalicelib/migrations leave it (make schema"
-    " writes it;\n-- tests/pipeline/test_schema.py checks it). Read it; change the schema with"
-    " a migration.\n"
+    " writes it;\n-- tests/stack/pipeline/test_schema.py checks it). Read it; change the schema"
+    " with a migration.\n"
 )
 #: Lines of a dump that say nothing about the schema, or differ between two dumps of one schema.
 _NOISE = ("--", "SET ", "SELECT pg_catalog.set_config(", "\\restrict", "\\unrestrict")

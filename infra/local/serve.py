@@ -2,12 +2,12 @@
 clients, and every refusal in the product's error shape.
 
 ``chalice local`` serves with Python's ``http.server``, whose listen queue holds 5 connections:
-beyond that the kernel resets them (tests/reliability sends 100 concurrent POSTs). API Gateway has
-no such limit, so locally the queue is made as deep as the system allows. Its refusals are the
-development server's own: an unknown route is a 403 "Missing Authentication Token" and a method
-``http.server`` has no handler for (TRACE) a 501 HTML page; here the first is the product's 404
-``unknown_route`` (the cloud's gateway response says the same), any method reaches the app (which
-answers 405 ``method_not_allowed``), and a malformed request is a 400 in the same shape.
+beyond that the kernel resets them (tests/stack/reliability sends 100 concurrent POSTs). API
+Gateway has no such limit, so locally the queue is made as deep as the system allows. Its refusals
+are the development server's own: an unknown route is a 403 "Missing Authentication Token" and a
+method ``http.server`` has no handler for (TRACE) a 501 HTML page; here the first is the product's
+404 ``unknown_route`` (the cloud's gateway response says the same), any method reaches the app
+(which answers 405 ``method_not_allowed``), and a malformed request is a 400 in the same shape.
 
 API keys as API Gateway checks them: ``chalice local`` ignores ``api_key_required``. Where the
 stage keys its routes (``API_KEY_REQUIRED=true``, as prod), a keyed route here answers only a

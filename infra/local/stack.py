@@ -162,7 +162,7 @@ def status(settings: Settings | None = None, echo: Echo = print) -> bool:
     """Print whether each service answers; return whether all do."""
     settings = settings or from_env()
     aws_up = bool(aws.probe(settings.endpoint_url))
-    aws_owner = "ours" if aws.owned_pid(settings.state_dir) else "not ours"
+    aws_owner = "ours" if aws.owned_pid(settings.state_dir, settings.aws_port) else "not ours"
     pg_up = postgres.answers(admin_url(settings))
     pg_owner = "ours" if postgres.is_running(settings.pg_data_dir) else "not ours"
     _say(echo, "aws", f"up ({aws_owner})" if aws_up else "down", settings.endpoint_url)
