@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib import launchers, logs, metrics, rules, runs, settings, sources
 from chalicelib.runs import Source, Unstarted
+from chalicelib.sources import ObjectKind
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,14 @@ class Intake:
     def key(self, bucket: str, key: str, size: int) -> list[str]:
         """Reconcile one key an event named; the runs started."""
         kind = sources.kind_of(key, size)
-        if kind in ("file", "part"):
+        if kind in (ObjectKind.FILE, ObjectKind.PART):
             metrics.upload_received(f"s3://{bucket}/{key}")
-        if kind == "file":
+        if kind is ObjectKind.FILE:
             return self._file_at(bucket, key)
-        if kind == "part":
+        if kind is ObjectKind.PART:
             self._part_reported(bucket, _folder(key))
             return []
-        if kind == "marker":
+        if kind is ObjectKind.MARKER:
             return self.folder(bucket, _folder(key))
         log.info("ignored s3://%s/%s (%s)", bucket, key, kind)
         return []

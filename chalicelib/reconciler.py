@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from chalicelib import runs, settings, sources
 from chalicelib.intake import Intake, version_of
 from chalicelib.launchers import Launcher
+from chalicelib.sources import ObjectKind
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ def _scan(conn, intake: Intake, done: Tick, pages: int) -> None:
     done.scan_after = objects[-1]["Key"] if more and objects else ""
 
     versions = [
-        version_of(bucket, o) for o in files if sources.kind_of(o["Key"], o["Size"]) == "file"
+        version_of(bucket, o)
+        for o in files
+        if sources.kind_of(o["Key"], o["Size"]) is ObjectKind.FILE
     ]
     sizes = {o["Key"]: o["Size"] for o in files}
     accounted = runs.accounted_keys(conn, bucket, versions, intake.keys)

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,9 +52,18 @@ def dataset_of(key: str, root: str = INCOMING) -> str | None:
     return f"{root}{folder}/" if slash and folder else None
 
 
-def kind_of(key: str, size: int, root: str = INCOMING) -> str:
-    """What an object created under ``root`` is: ``placeholder``, ``marker`` (a dataset's
-    ``_SUCCESS``), ``metadata``, ``part`` (of a dataset) or ``file``.
+class ObjectKind(StrEnum):
+    """What an object created under ``incoming/`` is, which decides what it becomes."""
+
+    FILE = "file"  # a history file of its own: a run
+    PART = "part"  # a part of a dataset folder: the folder's run, once it is complete
+    MARKER = "marker"  # a dataset's ``_SUCCESS``: its folder is complete
+    METADATA = "metadata"  # what readers of the data skip (``_``/``.`` names, checksums)
+    PLACEHOLDER = "placeholder"  # a console's "folder" object
+
+
+def kind_of(key: str, size: int, root: str = INCOMING) -> ObjectKind:
+    """What an object created under ``root`` is.
 
     Every object directly under ``root`` is a file of its own (``_history.parquet`` included),
     but for a ``_SUCCESS`` marker and a ``.crc`` checksum; in a dataset folder, Hadoop's rule
@@ -61,15 +71,16 @@ def kind_of(key: str, size: int, root: str = INCOMING) -> str:
     reader of the dataset sees it).
     """
     if placeholder(key, size):
-        return "placeholder"
+        return ObjectKind.PLACEHOLDER
     dataset = dataset_of(key, root)
     if dataset is None:
         name = key.removeprefix(root)
-        return "metadata" if name == MARKER or name.lower().endswith(".crc") else "file"
+        metadata = name == MARKER or name.lower().endswith(".crc")
+        return ObjectKind.METADATA if metadata else ObjectKind.FILE
     relative = key.removeprefix(dataset)
     if relative == MARKER:
-        return "marker"
-    return "metadata" if hidden(relative) else "part"
+        return ObjectKind.MARKER
+    return ObjectKind.METADATA if hidden(relative) else ObjectKind.PART
 
 
 def split_s3(uri: str) -> tuple[str, str]:

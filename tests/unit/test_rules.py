@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import rules
+from chalicelib import rules, settings
 from chalicelib.rules import SEGMENT_RULES, rules_from_rows, rules_to_rows
 
 #: The SPEC's table of segments, written out independently of the module.
@@ -81,10 +81,11 @@ def test_country_and_column_names_match_trimmed_and_case_folded():
 
 @pytest.mark.parametrize("text", ["0", "-1", "1.5", "x", "\u0662"])
 def test_min_segment_rows_refuses_anything_but_a_whole_number_of_at_least_one(text):
-    with pytest.raises(ValueError, match="MIN_SEGMENT_ROWS"):
-        rules.min_segment_rows(text)
+    with pytest.raises(settings.SettingError, match="MIN_SEGMENT_ROWS"):
+        settings.MIN_SEGMENT_ROWS.value_of(text)
 
 
-def test_min_segment_rows_defaults_to_one_and_reads_whole_numbers():
-    assert rules.min_segment_rows(None) == rules.min_segment_rows("") == 1
-    assert rules.min_segment_rows("25") == 25
+def test_min_segment_rows_defaults_to_the_rules_and_reads_whole_numbers():
+    read = settings.MIN_SEGMENT_ROWS.value_of
+    assert read(None) == read("") == rules.MIN_SEGMENT_ROWS == 1
+    assert read("25") == 25
