@@ -42,13 +42,15 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
     [result] = report["results"]
     assert result["rows"] == 2000
     # The engines that clean and count as the job does agree with it, row for row.
-    assert result["counts_match"] == {"one_pass": True, "pandas": True}
-    assert set(result["engines"]) == {"spark", "copy", "one_pass", "pandas", "arrow"}
+    # The floor's native casts agree with the job's rules on generated histories.
+    assert result["counts_match"] == {"floor": True, "one_pass": True, "pandas": True}
+    assert set(result["engines"]) == {"spark", "floor", "copy", "one_pass", "pandas", "arrow"}
     for engine in result["engines"].values():
         assert engine["runs"] == 1
         assert 0 < engine["work_s"] <= engine["process_s"]
         assert engine["rows_per_s"] > 0
         assert engine["peak_rss_bytes"] > 10 * 2**20  # a Python process at least
+        assert engine["cpu_s"] > 0
     spark, copy = result["engines"]["spark"], result["engines"]["copy"]
     parts = ("session_s", "transform_s", "db_s")
     assert min(spark[p] for p in parts) > 0
@@ -68,8 +70,15 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
         or sum(c["rows_in"] for c in copy["countries"].values()) == 2000
     )
     assert spark["peak_rss_bytes"] > result["engines"]["arrow"]["peak_rss_bytes"]  # the JVM
-    assert set(result["ratios"]) == {"ours/copy", "ours/one_pass", "ours/pandas", "ours/arrow"}
-    assert all(r["work"] > 0 and r["process"] > 0 for r in result["ratios"].values())
+    assert set(result["ratios"]) == {
+        "ours/floor",
+        "ours/copy",
+        "ours/one_pass",
+        "ours/pandas",
+        "ours/arrow",
+    }
+    assert all(min(r.values()) > 0 for r in result["ratios"].values())
+    assert min(result["floor/copy"].values()) > 0 and result["load"] > 0
     in_scope = sum(c["rows_in"] for c in spark["countries"].values())
     assert 0 < in_scope <= 2000
 
