@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.api.request import parse_names
+from chalicelib.db import Connection
 from chalicelib.runs import AmountUsage, RunStatus
 
 #: The details a caller may ask for, by name (``?detail=usage,changes``).
@@ -92,7 +93,7 @@ SELECT c.country_key, c.segment_name, c.segment, c.run_id, c.changed_at, c.old_a
 """
 
 
-def load_details(conn, served: dict[str, str], details: frozenset[str]) -> Details:
+def load_details(conn: Connection, served: dict[str, str], details: frozenset[str]) -> Details:
     """The ``details`` of the countries in ``served`` (country_key -> the run serving it)."""
     found = Details()
     keys, run_ids = list(served), list(served.values())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chalicelib.db import Connection, Cursor
 from chalicelib.runs.model import RunResult, SelectionChange
-from chalicelib.runs.sql import Cursor
 
 #: A selection's key: (segment_name, segment); the country fallback's (its rows, SQL NULLs).
 FALLBACK_KEY = (None, None)
@@ -81,7 +81,7 @@ def changes_made(
     ]
 
 
-def changes_of(conn, run_id: str) -> list[SelectionChange]:
+def changes_of(conn: Connection, run_id: str) -> list[SelectionChange]:
     """What a run changed, per country it published, in the order it was recorded."""
     with conn, conn.cursor() as cur:
         cur.execute(
