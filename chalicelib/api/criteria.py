@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.api.detail import Choice, Details, load_details
+from chalicelib.api.detail import Details, load_details
 from chalicelib.api.errors import bad_request
 from chalicelib.api.published import CountryResult, LastChange, Published
 from chalicelib.api.responses import amount, amount_or_none
 from chalicelib.db import Connection
 from chalicelib.rules import WHITESPACE, Segment
-from chalicelib.runs import FALLBACK_KEY, AmountUsage
+from chalicelib.runs import FALLBACK_KEY, AmountUsage, Choice
 
 #: Runs a query on the API's database connection (``PublishedStore.read``).
 Reader = Callable[[Callable[[Connection], Details]], Details]

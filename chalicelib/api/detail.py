@@ -14,16 +14,13 @@ from datetime import datetime
 
 from chalicelib.api.request import parse_names
 from chalicelib.db import Connection
-from chalicelib.runs import AmountUsage, RunStatus
+from chalicelib.runs import AmountUsage, Choice, RunStatus
 
 #: The details a caller may ask for, by name (``?detail=usage,changes``).
 DETAILS = ("usage", "changes")
 
 #: How many of a country's last publishing runs ``changes`` looks back over.
 RECENT_RUNS = 10
-
-#: A choice: (country_key, segment_name, segment), the fallback's with ``None, None``.
-Choice = tuple[str, str | None, str | None]
 
 
 def parse_details(text: str | None) -> frozenset[str]:
