@@ -17,12 +17,8 @@ from psycopg2.extras import RealDictCursor
 from chalicelib.api.errors import not_found
 from chalicelib.db import Connection
 from chalicelib.rules import SegmentRule, country_key, rules_from_rows
-from chalicelib.runs import CountryStats, Fallback, Selection, Source
+from chalicelib.runs import CountryStats, Fallback, SegmentKey, Selection, Source
 from chalicelib.text import shown
-
-#: A selection's segment within its country: ``(segment_name, segment)``, both ``None`` for the
-#: fallback.
-SegmentKey = tuple[str | None, str | None]
 
 #: Which run serves each country: changes exactly when something new is published.
 VERSION_SQL = "SELECT country_key, run_id FROM published_country ORDER BY country_key"

@@ -23,7 +23,7 @@ from chalicelib.runs.arrivals import (
     take_in_dataset,
     wait_for_dataset,
 )
-from chalicelib.runs.changes import FALLBACK_KEY, changes_of
+from chalicelib.runs.changes import FALLBACK_KEY, SegmentKey, changes_of
 from chalicelib.runs.errors import (
     AlreadyFinished,
     AlreadyProcessed,
@@ -81,6 +81,7 @@ __all__ = [
     "RequestedBy",
     "RunResult",
     "RunStatus",
+    "SegmentKey",
     "Selection",
     "SelectionChange",
     "Source",
