@@ -79,7 +79,7 @@ java: ## check for Java (Spark needs it; Glue 5.0 runs Java 17)
 	@java -version 2>&1 | grep -q 'version "17' || echo "warning: Glue 5.0 runs Java 17," \
 		"this is: $$(java -version 2>&1 | head -n 1)" >&2
 
-lint: venv ## ruff check, ruff format --check, mypy (chalicelib, glue_jobs), checkov (the templates)
+lint: venv ## ruff check, ruff format --check, mypy --strict (product code, infra), checkov (the templates)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

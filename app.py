@@ -1,7 +1,11 @@
 """Voucher Selection: the Chalice app, its HTTP routes (``chalicelib/api/routes.py``) and event
 handlers. The work lives in ``chalicelib``."""
 
-from chalice import Chalice, Rate
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib import chalice_cli, job_events, logs, reconciler, settings, uploads
 from chalicelib import migrate as migrations
@@ -15,14 +19,14 @@ app.register_blueprint(routes.api)  # every HTTP route: chalicelib/api/routes.py
 
 
 @app.middleware("all")
-def request_id_on_every_line(event, get_response):
+def request_id_on_every_line(event: object, get_response: Callable[[object], object]) -> object:
     """Every function, whatever its trigger: its lines carry the invocation's request id."""
     with logs.invocation(getattr(event, "lambda_context", None) or getattr(event, "context", None)):
         return get_response(event)
 
 
 @app.middleware("http")
-def one_error_shape(event, get_response):
+def one_error_shape(event: Request, get_response: Callable[[Request], Response]) -> Response:
     return edge.one_error_shape(get_response(event))
 
 
@@ -34,20 +38,20 @@ def one_error_shape(event, get_response):
     batch_size=1,
     maximum_concurrency=settings.UPLOAD_MAX_CONCURRENCY.read(),
 )
-def on_upload(event):
+def on_upload(event: SQSEvent) -> None:
     uploads.handle(record.body for record in event)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def reconcile(event):
+def reconcile(event: CloudWatchEvent) -> None:
     reconciler.handle()
 
 
 @app.on_cw_event(job_events.pattern(settings.GLUE_JOB_NAME.read()))
-def on_job_state(event):
+def on_job_state(event: CloudWatchEvent) -> None:
     job_events.handle(event.detail)
 
 
 @app.lambda_function(name="migrate")
-def migrate(event, context):
+def migrate(event: dict[str, Any], context: object) -> dict[str, list[str]]:
     return {"applied": migrations.apply()}

@@ -22,16 +22,23 @@ import json
 import pkgutil
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.extensions
 
 from chalicelib import settings
 
 #: What the database (or the way to it) failing raises: every error of psycopg2's. Anything else
 #: is a bug, never to be reported as the database out of reach.
 Error = psycopg2.Error
+#: A psycopg2 session and its cursor: what the functions that read and write rows take.
+Connection = psycopg2.extensions.connection
+Cursor = psycopg2.extensions.cursor
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5
 #: The API's role: reads the product's tables, read-only sessions.
@@ -43,17 +50,17 @@ WRITER = "voucher_writer"
 CA_BUNDLE = "certs/rds-ca-bundle.pem"
 
 
-def _secret_params(secret_arn: str) -> dict:
+def _secret_params(secret_arn: str) -> dict[str, str]:
     import boto3  # lazily: only the cloud path needs it
 
-    secret = json.loads(
+    secret: dict[str, str] = json.loads(
         boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     )
     return {"user": secret["username"], "password": secret["password"]}
 
 
 @functools.cache
-def _rds():
+def _rds() -> Any:  # boto3's RDS client (boto3 ships no type information)
     import boto3  # lazily: only the cloud path needs it
 
     return boto3.client("rds")
@@ -61,7 +68,8 @@ def _rds():
 
 def iam_token(host: str, port: int, user: str) -> str:
     """An RDS IAM authentication token for ``user`` (valid 15 minutes; signed locally)."""
-    return _rds().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
+    token: str = _rds().generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
+    return token
 
 
 def ca_bundle(env: Mapping[str, str] | None = None) -> str:
@@ -92,7 +100,7 @@ def _extracted_ca_bundle() -> str:
     return out.name
 
 
-def _cloud_params(env: Mapping[str, str] | None, role: str | None) -> dict:
+def _cloud_params(env: Mapping[str, str] | None, role: str | None) -> dict[str, Any]:
     host, port = settings.DB_HOST.read(env), settings.DB_PORT.read(env)
     if role:
         login = {"user": role, "password": iam_token(host, port, role)}
@@ -110,7 +118,9 @@ def _cloud_params(env: Mapping[str, str] | None, role: str | None) -> dict:
     }
 
 
-def connection_params(env: Mapping[str, str] | None = None, role: str | None = None) -> dict:
+def connection_params(
+    env: Mapping[str, str] | None = None, role: str | None = None
+) -> dict[str, Any]:
     """psycopg2.connect keyword arguments for the configured database, as ``role`` (``None``:
     the owner); a local ``role`` is taken by the ``options`` of :func:`connect`."""
     if settings.DATABASE_URL.read(env):
@@ -125,7 +135,7 @@ def connect(
     application_name: str = "voucher-selection",
     role: str | None = None,
     env: Mapping[str, str] | None = None,
-):
+) -> Connection:
     """Open a connection as ``role`` (``None``: the owner, for migrations) with a connect
     timeout and, optionally, a statement timeout; the database is ``env``'s (the process's
     environment by default)."""
@@ -135,21 +145,23 @@ def connect(
         options.append(f"-c statement_timeout={int(statement_timeout_ms)}")
     if role and "dsn" in params:  # local: the URL's user takes the role for the session
         options.append(f"-c role={role}")
-    return psycopg2.connect(
+    # The keyword arguments are a dict of Any, which psycopg2's overloads cannot tell apart.
+    conn: Connection = psycopg2.connect(
         **params,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name=application_name,
         options=" ".join(options) or None,
     )
+    return conn
 
 
 def with_connection(
-    step,
-    *args,
+    step: Callable[..., T],
+    *args: Any,
     application_name: str = "voucher-selection-job",
     role: str = WRITER,
     env: Mapping[str, str] | None = None,
-):
+) -> T:
     """``step(connection, *args)`` on a connection of its own (as the writer by default), closed
     afterwards: a job may run for hours, and the database may restart (or fail over)
     meanwhile without failing it."""

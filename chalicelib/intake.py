@@ -28,8 +28,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib import launchers, logs, metrics, rules, runs, settings, sources
+from chalicelib.db import Connection
 from chalicelib.runs import Source, Unstarted
 from chalicelib.sources import ObjectKind
 
@@ -74,7 +76,7 @@ class DatasetCheck:
         return json.dumps({"dataset_check": vars(self)})
 
 
-def version_of(bucket: str, listed: Mapping) -> Source:
+def version_of(bucket: str, listed: Mapping[str, Any]) -> Source:
     """An object's version as a listing or a ``HeadObject`` states it."""
     return Source(
         bucket,
@@ -90,11 +92,11 @@ class Intake:
 
     def __init__(
         self,
-        conn,
+        conn: Connection,
         launcher: launchers.Launcher,
         settings: IntakeSettings | None = None,
-        s3=None,
-        sqs=None,
+        s3: Any = None,
+        sqs: Any = None,
     ):
         self.conn = conn
         self.launcher = launcher
@@ -106,7 +108,7 @@ class Intake:
         self.refused_for_capacity = False
 
     @property
-    def s3(self):
+    def s3(self) -> Any:
         return self._s3 or _client("s3")
 
     # ------------------------------------------------------------------------------- objects
@@ -190,8 +192,8 @@ class Intake:
         self,
         bucket: str,
         prefix: str,
-        listed: list[dict] | None = None,
-        uploading: list[dict] | None = None,
+        listed: list[dict[str, Any]] | None = None,
+        uploading: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         """Take in a dataset folder if it is ready, else say why it waits. ``listed`` (every
         object under the folder) and ``uploading`` (its multipart uploads in progress) when the
@@ -249,14 +251,14 @@ class Intake:
         return self.start(run_id, uri, self.settings.countries)
 
     def _uploads_holding(
-        self, uploading: list[dict], waiting: runs.Waiting | None, now: datetime
-    ) -> tuple[list[dict], list[dict]]:
+        self, uploading: list[dict[str, Any]], waiting: runs.Waiting | None, now: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The folder's multipart uploads that hold it back, and those abandoned. An upload's
         age runs from the later of its start, as S3 reports it, and when the folder began to
         wait (an emulator may report any start)."""
         since = waiting.since if waiting else now
-        held: list[dict] = []
-        abandoned: list[dict] = []
+        held: list[dict[str, Any]] = []
+        abandoned: list[dict[str, Any]] = []
         for upload in uploading:
             age = now - max(upload["Initiated"], since)
             too_old = age > timedelta(seconds=self.settings.multipart_abandon_s)
@@ -266,8 +268,8 @@ class Intake:
     def _not_ready(
         self,
         prefix: str,
-        objects: list[dict],
-        held: list[dict],
+        objects: list[dict[str, Any]],
+        held: list[dict[str, Any]],
         waiting: runs.Waiting | None,
         now: datetime,
     ) -> str | None:
@@ -374,7 +376,7 @@ def _countries_text(keys: tuple[str, ...] | None, own: tuple[str, ...] | None, t
     return ",".join(keys) if keys is not None else rules.ALL_COUNTRIES
 
 
-def _no_data(uri: str, objects: list[dict]) -> str:
+def _no_data(uri: str, objects: list[dict[str, Any]]) -> str:
     if not objects:
         return f"no data object under {uri}: its objects were deleted before it could run"
     names = ", ".join(o["Key"].removeprefix(uri.split("/", 3)[3]) for o in objects[:5])
@@ -389,7 +391,10 @@ def _when(moment: datetime | None) -> str:
 
 
 def _status(exc: Exception) -> int | None:
-    return getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    status: int | None = (
+        getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    )
+    return status
 
 
 def _folder(key: str) -> str:
@@ -401,7 +406,7 @@ def _folder(key: str) -> str:
 
 
 @functools.cache
-def _client(service: str):
+def _client(service: str) -> Any:  # a boto3 client (boto3 ships no type information)
     import boto3  # lazily: never at import time
 
     return boto3.client(service)

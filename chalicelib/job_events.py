@@ -9,8 +9,10 @@ worker, the job's timeout, a ``StopJobRun``, a failure before the script ran.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from chalicelib import logs, metrics, runs
+from chalicelib.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 FINAL_STATES = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR")
 
 
-def pattern(job_name: str) -> dict:
+def pattern(job_name: str) -> dict[str, Any]:
     """The EventBridge pattern of the job's final state changes."""
     return {
         "source": ["aws.glue"],
@@ -27,13 +29,13 @@ def pattern(job_name: str) -> dict:
     }
 
 
-def error_of(detail: dict) -> str:
+def error_of(detail: dict[str, Any]) -> str:
     state, job_run_id = detail.get("state"), detail.get("jobRunId")
     message = (detail.get("message") or "").strip() or "no message"
     return f"the Glue job run {job_run_id} ended {state} without recording an outcome: {message}"
 
 
-def fail_unrecorded(conn, detail: dict) -> str | None:
+def fail_unrecorded(conn: Connection, detail: dict[str, Any]) -> str | None:
     """Fail the unfinished run of the event's job run; return its id (``None``: nothing to do)."""
     state, job_run_id = detail.get("state"), detail.get("jobRunId")
     if state not in FINAL_STATES or not job_run_id:
@@ -46,7 +48,7 @@ def fail_unrecorded(conn, detail: dict) -> str | None:
     return failed
 
 
-def report(conn, detail: dict) -> str | None:
+def report(conn: Connection, detail: dict[str, Any]) -> str | None:
     """Fail the event's run if its job left it unfinished (:func:`fail_unrecorded`), then count
     how its run ended and how long it took (the dashboard's runs, the run-duration alarm)."""
     failed = fail_unrecorded(conn, detail)
@@ -56,7 +58,7 @@ def report(conn, detail: dict) -> str | None:
     return failed
 
 
-def handle(detail: dict) -> str | None:
+def handle(detail: dict[str, Any]) -> str | None:
     """The EventBridge handler's work, on a connection of its own."""
     from chalicelib import db
 

@@ -23,10 +23,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib import settings
 
@@ -84,10 +84,10 @@ _GLUE_PENDING = ("STARTING", "RUNNING", "WAITING", "STOPPING")
 class GlueLauncher:
     def __init__(self, job_name: str):
         self.job_name = job_name
-        self._client = None
+        self._client: Any = None  # boto3's Glue client (boto3 ships no type information)
 
     @property
-    def glue(self):
+    def glue(self) -> Any:
         if self._client is None:
             import boto3  # lazily: never at import time
             from botocore.config import Config
@@ -109,7 +109,8 @@ class GlueLauncher:
         started = self.glue.start_job_run(
             JobName=self.job_name, Arguments=job_arguments(run_id, source, countries)
         )
-        return started["JobRunId"]
+        job_run_id: str = started["JobRunId"]
+        return job_run_id
 
     def state(self, job_run_id: str) -> JobRunState:
         run = self.glue.get_job_run(JobName=self.job_name, RunId=job_run_id)["JobRun"]
@@ -147,7 +148,7 @@ class LocalLauncher:
         return JobRunState(True, f"the job process (pid {pid}) ended without recording an outcome")
 
     @contextlib.contextmanager
-    def _slots(self):
+    def _slots(self) -> Iterator[int]:
         """The number of supervised jobs alive, counted under a lock held while one starts."""
         slots = self.log_dir / "slots"
         slots.mkdir(exist_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chalicelib.db import Connection
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _LOCK_ID = 0x564F5543  # advisory lock held while migrating, so concurrent callers queue up
 
@@ -12,7 +14,7 @@ def pending(applied: set[str]) -> list[Path]:
     return [p for p in sorted(MIGRATIONS_DIR.glob("*.sql")) if p.stem not in applied]
 
 
-def migrate(conn) -> list[str]:
+def migrate(conn: Connection) -> list[str]:
     """Apply every pending migration in one transaction; return the versions applied."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))

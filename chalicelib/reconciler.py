@@ -24,8 +24,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from chalicelib import runs, settings, sources
+from chalicelib.db import Connection
 from chalicelib.intake import Intake, version_of
 from chalicelib.launchers import Launcher
 from chalicelib.sources import ObjectKind
@@ -66,13 +68,14 @@ class Tick:
 
 
 def tick(
-    conn, intake: Intake, bucket: str, settings: ReconcilerSettings | None = None
+    conn: Connection, intake: Intake, bucket: str, settings: ReconcilerSettings | None = None
 ) -> Tick | None:
     """One tick of the reconciler over ``bucket``; ``None`` when another tick holds it."""
     settings = settings or ReconcilerSettings.from_env()
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK, bucket))
-        if not cur.fetchone()[0]:
+        (locked,) = cur.fetchone() or (False,)  # the query always returns its one row
+        if not locked:
             return None
     try:
         done = Tick(bucket, reaped=runs.reap_abandoned(conn))
@@ -105,7 +108,7 @@ def _start_queued(intake: Intake, done: Tick, limit: int) -> None:
             return
 
 
-def _scan(conn, intake: Intake, done: Tick, pages: int) -> None:
+def _scan(conn: Connection, intake: Intake, done: Tick, pages: int) -> None:
     """List up to ``pages`` pages of ``incoming/`` from where the last tick stopped, and take in
     what no run accounts for. A dataset folder is looked at whole: one that the pages cut is
     left to the next tick, unless it is all this tick holds (then it is listed to its end)."""
@@ -157,10 +160,12 @@ def _scan(conn, intake: Intake, done: Tick, pages: int) -> None:
         )
 
 
-def _grouped(objects: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+def _grouped(
+    objects: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The files directly under ``incoming/``, and the objects of each dataset folder."""
-    files: list[dict] = []
-    folders: dict[str, list[dict]] = {}
+    files: list[dict[str, Any]] = []
+    folders: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
         folder = sources.dataset_of(obj["Key"])
         if folder is None:
@@ -170,14 +175,14 @@ def _grouped(objects: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
     return files, folders
 
 
-def _scan_after(conn, bucket: str) -> str:
+def _scan_after(conn: Connection, bucket: str) -> str:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT scan_after FROM reconciler_state WHERE bucket = %s", (bucket,))
         found = cur.fetchone()
         return found[0] if found else ""
 
 
-def _save(conn, done: Tick) -> None:
+def _save(conn: Connection, done: Tick) -> None:
     summary = {k: v for k, v in asdict(done).items() if k not in ("bucket", "scan_after")}
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -189,7 +194,7 @@ def _save(conn, done: Tick) -> None:
         )
 
 
-def handle(launcher: Launcher | None = None) -> dict:
+def handle(launcher: Launcher | None = None) -> dict[str, Any]:
     """The scheduled handler's work: one tick over the raw bucket, on a connection of its own
     (``launcher``: the configured one by default)."""
     from chalicelib import db, launchers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_COUNTRIES = ("Peru",)
 ALL_COUNTRIES = "all"
@@ -145,7 +146,7 @@ SEGMENT_RULES: tuple[SegmentRule, ...] = (
 )
 
 
-def rules_to_rows(rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> list[dict]:
+def rules_to_rows(rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> list[dict[str, Any]]:
     """Flatten rules into ``segment_rules`` table rows."""
     return [
         {
@@ -162,9 +163,9 @@ def rules_to_rows(rules: tuple[SegmentRule, ...] = SEGMENT_RULES) -> list[dict]:
     ]
 
 
-def rules_from_rows(rows: list[dict]) -> tuple[SegmentRule, ...]:
+def rules_from_rows(rows: list[dict[str, Any]]) -> tuple[SegmentRule, ...]:
     """Rebuild rules from ``segment_rules`` rows (the inverse of :func:`rules_to_rows`)."""
-    by_name: dict[str, list[dict]] = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r["segment_name"], r["position"])):
         by_name.setdefault(row["segment_name"], []).append(row)
     return tuple(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from chalicelib.runs import Source
@@ -109,7 +110,7 @@ class Described:
         return [f"s3://{self.source.bucket}/{key}" for key, _ in self.objects]
 
 
-def data_of(prefix: str, objects: Iterable[dict]) -> list[dict]:
+def data_of(prefix: str, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The data objects among objects listed under a prefix: metadata and placeholders left out."""
     return [
         obj
@@ -118,12 +119,12 @@ def data_of(prefix: str, objects: Iterable[dict]) -> list[dict]:
     ]
 
 
-def data_objects(s3, bucket: str, prefix: str) -> list[dict]:
+def data_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     """The data objects under a prefix, in key order."""
     return data_of(prefix, listed(s3, bucket, prefix))
 
 
-def listed(s3, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict]:
+def listed(s3: Any, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict[str, Any]]:
     """Every object under a prefix (metadata and placeholders included), in key order."""
     pages = s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, StartAfter=start_after
@@ -132,7 +133,7 @@ def listed(s3, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict
         yield from page.get("Contents", [])
 
 
-def multipart_uploads(s3, bucket: str, prefix: str) -> list[dict]:
+def multipart_uploads(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     """The multipart uploads in progress under a prefix (``Key``, ``Initiated``): objects still
     being written, which no listing shows yet."""
     pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
@@ -144,13 +145,13 @@ def version_time(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _digest(objects: list[dict]) -> str:
+def _digest(objects: list[dict[str, Any]]) -> str:
     """An ETag for a set of objects: any change of a key or an object makes a new one."""
     lines = "\n".join(f"{o['Key']} {o['ETag'].strip(chr(34))}" for o in objects)
     return f"prefix-{hashlib.md5(lines.encode(), usedforsecurity=False).hexdigest()}-{len(objects)}"
 
 
-def described_folder(bucket: str, prefix: str, objects: list[dict]) -> Described:
+def described_folder(bucket: str, prefix: str, objects: list[dict[str, Any]]) -> Described:
     """A folder of listed objects as a run's input: its digest as the ETag, its newest object's
     time."""
     modified = max((version_time(o["LastModified"]) for o in objects), default=None)
@@ -158,7 +159,7 @@ def described_folder(bucket: str, prefix: str, objects: list[dict]) -> Described
     return Described(source, tuple((o["Key"], o["Size"]) for o in objects))
 
 
-def describe(uri: str, s3=None) -> Described:
+def describe(uri: str, s3: Any = None) -> Described:
     """The input at ``uri``: an object, an ``s3://bucket/prefix/`` (every data object under it),
     a local file or a local folder. Raises :class:`InputError` when it holds no data."""
     if not is_s3(uri):
@@ -233,7 +234,7 @@ def _what(head: bytes) -> str:
     return f"text ({preview!r}...)"
 
 
-def s3_parquet_problem(s3, bucket: str, key: str, size: int) -> str | None:
+def s3_parquet_problem(s3: Any, bucket: str, key: str, size: int) -> str | None:
     """:func:`parquet_problem` of an S3 object, from two ranged reads of a few bytes."""
     if size == 0:
         return parquet_problem(f"s3://{bucket}/{key}", 0, b"", b"")

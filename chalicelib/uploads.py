@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote_plus
 
+from chalicelib.db import Connection
 from chalicelib.intake import DatasetCheck, Intake
 from chalicelib.launchers import Launcher
 
@@ -66,7 +67,7 @@ def take_in(intake: Intake, body: str) -> list[str]:
     ]
 
 
-def connection():
+def connection() -> Connection:
     """The handler's connection: the writer's, with a statement timeout."""
     from chalicelib import db
 

@@ -26,7 +26,7 @@ class CatalogError(RuntimeError):
 
 
 @functools.cache
-def _glue():
+def _glue() -> Any:  # boto3's Glue client (boto3 ships no type information)
     import boto3
 
     return boto3.client("glue")

@@ -33,7 +33,7 @@ _FOOTER_READERS = 16
 
 
 @functools.cache
-def _s3():
+def _s3() -> Any:  # boto3's S3 client (boto3 ships no type information)
     import boto3  # lazily: honours AWS_ENDPOINT_URL, so the same code reaches moto or LocalStack
 
     return boto3.client("s3")
@@ -55,7 +55,7 @@ class Lake:
     def __enter__(self) -> Lake:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self._staging, ignore_errors=True)
 
     def read_parts(self, inputs: Described) -> list[tuple[DataFrame, str]]:

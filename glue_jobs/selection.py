@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from chalicelib import rules
-from chalicelib.runs import AmountUsage, CountryStats, Fallback, RunResult, Selection
+from chalicelib.runs import AmountUsage, Choice, CountryStats, Fallback, RunResult, Selection
 
 #: A choice's ranked usage: the most used amount, its rows, the rows it was chosen from, the
 #: runner-up amount and its rows (``None`` and 0 when one amount was used).
@@ -35,13 +36,15 @@ def ranked(usage: list[AmountUsage]) -> Ranked:
 
 
 def result_from_tally(
-    tallied: Iterable[Mapping], rows_read: int, min_segment_rows: int = rules.MIN_SEGMENT_ROWS
+    tallied: Iterable[Mapping[str, Any]],
+    rows_read: int,
+    min_segment_rows: int = rules.MIN_SEGMENT_ROWS,
 ) -> RunResult:
     """Per-country statistics, the selection per segment and the country fallbacks, each with
     its runner-up and usage; ``min_segment_rows`` is the run's rule setting, published with it."""
     names: dict[str, str] = {}
-    rejected: dict[str, Counter] = defaultdict(Counter)
-    usage: dict[tuple[str, str | None, str | None], list[AmountUsage]] = defaultdict(list)
+    rejected: dict[str, Counter[str]] = defaultdict(Counter)
+    usage: dict[Choice, list[AmountUsage]] = defaultdict(list)
     for row in tallied:
         key = row["country_key"]
         names[key] = row["country"]
@@ -62,8 +65,9 @@ def result_from_tally(
     ordered = sorted(usage.items(), key=_order)
     for _, bars in ordered:
         bars.sort(key=lambda u: u.position)
-    kept: Counter = Counter()  # country -> its kept rows (its fallback's)
-    segmented: Counter = Counter()  # (country, segment name) -> kept rows in one of its segments
+    kept: Counter[str] = Counter()  # country -> its kept rows (its fallback's)
+    # (country, segment name) -> kept rows in one of its segments
+    segmented: Counter[tuple[str, str]] = Counter()
     selections, fallbacks = [], []
     for (key, name, segment), bars in ordered:
         choice = ranked(bars)
@@ -97,7 +101,7 @@ def result_from_tally(
     )
 
 
-def _order(item: tuple) -> tuple:
+def _order(item: tuple[Choice, list[AmountUsage]]) -> tuple[str, str, str]:
     """Choices by country, segment name and segment (a fallback first: no name sorts low)."""
     (key, name, segment), _ = item
     return (key, name or "", segment or "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib import rules
+from chalicelib import rules, runs
 from chalicelib.text import amount_text
 from glue_jobs.pipeline import RunOutcome
 
@@ -121,7 +121,7 @@ def _registered(outcome: RunOutcome) -> list[str]:
     return [f"Lake tables: {added}"]
 
 
-def _serving(stats, outcome: RunOutcome) -> str:
+def _serving(stats: runs.CountryStats, outcome: RunOutcome) -> str:
     """Which run serves a country of the run now, and why when it is another one."""
     serving = outcome.serving.get(stats.country_key)
     if serving == outcome.run_id:

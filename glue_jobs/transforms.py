@@ -15,7 +15,7 @@ mode to billions of rows on a Glue cluster. The rules themselves (order, codes, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Observation, Window
@@ -259,7 +259,7 @@ def _number(df: DataFrame, name: str) -> Column:
     )
 
 
-def _first_match(cases) -> Column:
+def _first_match(cases: Iterable[tuple[Column, object]]) -> Column:
     """``CASE WHEN c1 THEN v1 WHEN c2 THEN v2 ... END`` from (condition, value) pairs."""
     (condition, value), *others = cases
     column = F.when(condition, value)

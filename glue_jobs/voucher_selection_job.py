@@ -19,6 +19,8 @@ import sys
 from collections.abc import Mapping
 from typing import TypeVar
 
+from pyspark.sql import SparkSession
+
 from chalicelib import logs, runs, settings
 from chalicelib.rules import DEFAULT_COUNTRIES
 from glue_jobs import session
@@ -82,8 +84,9 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     from awsglue.utils import getResolvedOptions
 
     given = [n for n, (default, _) in ARGUMENTS.items() if default is None or f"--{n}" in argv]
-    resolved = getResolvedOptions(argv, ["JOB_NAME", *given])  # JOB_RUN_ID included
-    return {n: resolved.get(n, default) for n, (default, _) in ARGUMENTS.items()} | resolved
+    resolved: dict[str, str] = getResolvedOptions(argv, ["JOB_NAME", *given])  # JOB_RUN_ID included
+    # The required ones (no default) are among those resolved: each argument has a value.
+    return {n: default for n, (default, _) in ARGUMENTS.items() if default is not None} | resolved
 
 
 #: Arguments that stand for a database setting (``--db_host``: ``DB_HOST``).
@@ -143,7 +146,7 @@ NOTHING_TO_DO = (
 )
 
 
-def _run_once(spark, options: JobOptions) -> RunOutcome | None:
+def _run_once(spark: SparkSession, options: JobOptions) -> RunOutcome | None:
     """Run, or say why there is nothing to do."""
     try:
         return run(spark, options)

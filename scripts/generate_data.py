@@ -32,8 +32,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 #: Columns and physical types of the real history file.
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
 SCHEMA = pa.schema(
     [
         ("timestamp", pa.string()),
@@ -163,7 +167,7 @@ COUNTRIES = (
 )
 
 
-def _habit_table(field: str, pad: float) -> np.ndarray:
+def _habit_table(field: str, pad: float) -> Floats:
     """One per-amount field of every country as a (countries, amounts) array, padded."""
     width = max(len(c.amounts) for c in COUNTRIES)
     values = [getattr(c, field) for c in COUNTRIES]
@@ -181,11 +185,11 @@ COUNTRY_CODES = [c.name for c in COUNTRIES] + [
 ]
 
 
-def _country_array(field: str) -> np.ndarray:
+def _country_array(field: str) -> Floats:
     return np.array([getattr(c, field) for c in COUNTRIES], dtype=np.float64)
 
 
-def _strings(values: np.ndarray, text: Callable[[object], str]) -> pa.Array:
+def _strings(values: Floats | Ints, text: Callable[[float], str]) -> pa.Array:
     """A string array of ``text(value)`` per value, formatting each distinct value once."""
     distinct, index = np.unique(values, return_inverse=True)
     return pa.array([text(v) for v in distinct], pa.string()).take(index)
@@ -195,7 +199,7 @@ def _orders_text(value: float) -> str:
     return "" if np.isnan(value) else str(float(value))
 
 
-def _customers(rng: np.random.Generator, country: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _customers(rng: np.random.Generator, country: Ints) -> tuple[Floats, Ints]:
     """Order counts and tenures (days from first to last order), correlated through activity."""
     rows = len(country)
     activity = rng.standard_normal(rows)
@@ -209,7 +213,7 @@ def _customers(rng: np.random.Generator, country: np.ndarray) -> tuple[np.ndarra
     return orders, tenure.astype(np.int64)
 
 
-def _recency(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+def _recency(rng: np.random.Generator, country: Ints) -> Ints:
     """Days from the last order to the voucher: peaks at 31 and 92 days, a tail, a few < 30."""
     rows = len(country)
     kind = rng.random(rows)
@@ -223,9 +227,7 @@ def _recency(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
     )
 
 
-def _amounts(
-    rng: np.random.Generator, country: np.ndarray, orders: np.ndarray, recency: np.ndarray
-) -> np.ndarray:
+def _amounts(rng: np.random.Generator, country: Ints, orders: Floats, recency: Ints) -> Floats:
     """Draw each row's voucher amount from its country's mix, tilted by orders and recency."""
     orders_scale = np.log1p(orders) / np.log(38) - ORDERS_CENTRE
     recency_scale = np.clip(recency, 0, 365) / 180 - RECENCY_CENTRE
@@ -236,7 +238,8 @@ def _amounts(
     )
     cumulative = np.cumsum(np.exp(logits - logits.max(axis=1, keepdims=True)), axis=1)
     draw = rng.random(len(country)) * cumulative[:, -1]
-    return AMOUNTS[country, (cumulative < draw[:, None]).sum(axis=1)]
+    drawn: Floats = AMOUNTS[country, (cumulative < draw[:, None]).sum(axis=1)]
+    return drawn
 
 
 def _chunk(rows: int, rng: np.random.Generator) -> pa.Table:
@@ -282,7 +285,7 @@ def _chunk(rows: int, rng: np.random.Generator) -> pa.Table:
     return _arrange(table, last_day, rng)
 
 
-def _arrange(table: pa.Table, last_day: np.ndarray, rng: np.random.Generator) -> pa.Table:
+def _arrange(table: pa.Table, last_day: Ints, rng: np.random.Generator) -> pa.Table:
     """Rows grouped by last order day, as in the real file, a few overwritten by exact copies
     of others (at least one from 1000 rows on)."""
     order = np.argsort(last_day, kind="stable")

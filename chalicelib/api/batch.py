@@ -4,6 +4,7 @@ published snapshot, an item's refusal kept as its own answer."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from chalicelib.api.errors import ApiError
 from chalicelib.api.published import Published
@@ -12,10 +13,12 @@ from chalicelib.api.voucher import answer_voucher
 from chalicelib.rules import country_key
 
 
-def answer_vouchers(customers: list[dict], published: Published, today: date) -> dict:
+def answer_vouchers(
+    customers: list[dict[str, Any]], published: Published, today: date
+) -> dict[str, Any]:
     """``{"results": [...]}`` in the customers' order (an answer, or ``{"error", "index"}``), and
     ``runs``: the run that answered for each country named in an answer."""
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     for index, customer in enumerate(customers):
         try:
             results.append(answer_voucher(voucher_request(customer, today), published))

@@ -4,16 +4,18 @@ request the details behind them (:mod:`chalicelib.api.detail`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from chalicelib.api.detail import Choice, Details, load_details
+from chalicelib.api.detail import Details, load_details
 from chalicelib.api.errors import bad_request
 from chalicelib.api.published import CountryResult, LastChange, Published
 from chalicelib.api.responses import amount, amount_or_none
+from chalicelib.db import Connection
 from chalicelib.rules import WHITESPACE, Segment
-from chalicelib.runs import FALLBACK_KEY, AmountUsage
+from chalicelib.runs import FALLBACK_KEY, AmountUsage, Choice
 
 #: Runs a query on the API's database connection (``PublishedStore.read``).
-Reader = Callable[[Callable[[object], Details]], Details]
+Reader = Callable[[Callable[[Connection], Details]], Details]
 
 
 def selection_criteria(
@@ -21,7 +23,7 @@ def selection_criteria(
     country: str | None,
     details: frozenset[str] = frozenset(),
     read: Reader | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Every published country, or only ``country`` (matched like the pipeline does), with the
     ``details`` asked for, read through ``read``."""
     if country is None:
@@ -39,7 +41,7 @@ def selection_criteria(
 
 def _country_criteria(
     country: CountryResult, details: frozenset[str], found: Details | None
-) -> dict:
+) -> dict[str, Any]:
     stats, run, fallback = country.stats, country.run, country.fallback
     key = stats.country_key
     return {
@@ -96,10 +98,12 @@ def _country_criteria(
     }
 
 
-def _choice_details(choice: Choice, details: frozenset[str], found: Details | None) -> dict:
+def _choice_details(
+    choice: Choice, details: frozenset[str], found: Details | None
+) -> dict[str, Any]:
     """A choice's details as asked for: its ``usage`` (``None`` where its run did not record
     one), and its ``changes`` over the country's last runs, newest first."""
-    shown: dict = {}
+    shown: dict[str, Any] = {}
     if found is None:
         return shown
     if "usage" in details:
@@ -120,7 +124,7 @@ def _choice_details(choice: Choice, details: frozenset[str], found: Details | No
     return shown
 
 
-def _usage(bars: list[AmountUsage]) -> dict:
+def _usage(bars: list[AmountUsage]) -> dict[str, Any]:
     """The rows of each amount, most used first, and the "other" bucket past the limit."""
     other = [
         {"rows": u.voucher_rows, "amounts": u.amounts} for u in bars if u.voucher_amount is None
@@ -135,7 +139,9 @@ def _usage(bars: list[AmountUsage]) -> dict:
     }
 
 
-def _segment_criteria(country: CountryResult, segment_name: str, segment: Segment) -> dict:
+def _segment_criteria(
+    country: CountryResult, segment_name: str, segment: Segment
+) -> dict[str, Any]:
     selection = country.selections.get((segment_name, segment.label))
     rows = selection.segment_rows if selection else 0
     return {
@@ -156,7 +162,7 @@ def _segment_criteria(country: CountryResult, segment_name: str, segment: Segmen
     }
 
 
-def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int) -> dict:
+def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int) -> dict[str, Any]:
     """How strong a selection is: the winner's share of the rows, the runner-up, and the lead
     (the winner's share minus the runner-up's; the whole share when it had no rival)."""
     if not total:
@@ -171,7 +177,7 @@ def strength(rows: int, total: int, runner_up: float | None, runner_up_rows: int
     }
 
 
-def _last_changed(change: LastChange | None) -> dict | None:
+def _last_changed(change: LastChange | None) -> dict[str, Any] | None:
     if change is None:
         return None
     return {

@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib.api.request import parse_names
-from chalicelib.runs import AmountUsage, RunStatus
+from chalicelib.db import Connection
+from chalicelib.runs import AmountUsage, Choice, RunStatus
 
 #: The details a caller may ask for, by name (``?detail=usage,changes``).
 DETAILS = ("usage", "changes")
 
 #: How many of a country's last publishing runs ``changes`` looks back over.
 RECENT_RUNS = 10
-
-#: A choice: (country_key, segment_name, segment), the fallback's with ``None, None``.
-Choice = tuple[str, str | None, str | None]
 
 
 def parse_details(text: str | None) -> frozenset[str]:
@@ -92,7 +90,7 @@ SELECT c.country_key, c.segment_name, c.segment, c.run_id, c.changed_at, c.old_a
 """
 
 
-def load_details(conn, served: dict[str, str], details: frozenset[str]) -> Details:
+def load_details(conn: Connection, served: dict[str, str], details: frozenset[str]) -> Details:
     """The ``details`` of the countries in ``served`` (country_key -> the run serving it)."""
     found = Details()
     keys, run_ids = list(served), list(served.values())

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg2.extras import RealDictCursor
 
 from chalicelib.api.errors import not_found
+from chalicelib.db import Connection
 from chalicelib.rules import SegmentRule, country_key, rules_from_rows
-from chalicelib.runs import CountryStats, Fallback, Selection, Source
+from chalicelib.runs import CountryStats, Fallback, SegmentKey, Selection, Source
 from chalicelib.text import shown
 
 #: Which run serves each country: changes exactly when something new is published.
@@ -87,7 +89,7 @@ class CountryResult:
     selections: dict[tuple[str, str], Selection]
     fallback: Fallback
     min_segment_rows: int
-    last_changed: dict[tuple[str | None, str | None], LastChange]
+    last_changed: dict[SegmentKey, LastChange]
 
     @property
     def name(self) -> str:
@@ -116,7 +118,7 @@ class Published:
         return found
 
 
-def load_published(conn, loaded_at: datetime) -> Published:
+def load_published(conn: Connection, loaded_at: datetime) -> Published:
     """Read every published country in one transaction (use a REPEATABLE READ session)."""
     with conn, conn.cursor(cursor_factory=RealDictCursor) as cur:
         cur.execute(_COUNTRIES_SQL)
@@ -124,13 +126,13 @@ def load_published(conn, loaded_at: datetime) -> Published:
         cur.execute(_SELECTIONS_SQL)
         selections = [Selection(**row) for row in cur.fetchall()]
         cur.execute(_LAST_CHANGES_SQL)
-        changes: dict[str, dict] = {}
+        changes: dict[str, dict[SegmentKey, LastChange]] = {}
         for row in cur.fetchall():
             changes.setdefault(row["country_key"], {})[(row["segment_name"], row["segment"])] = (
                 LastChange(row["run_id"], row["changed_at"], row["old_amount"])
             )
         cur.execute(_RULES_SQL)
-        rules_rows_by_run: dict[str, list[dict]] = {}
+        rules_rows_by_run: dict[str, list[dict[str, Any]]] = {}
         for row in cur.fetchall():
             rules_rows_by_run.setdefault(row["run_id"], []).append(row)
     rules_by_run = {
@@ -150,7 +152,10 @@ def load_published(conn, loaded_at: datetime) -> Published:
 
 
 def _country(
-    row: dict, rules: dict[str, SegmentRule], selections: list[Selection], changes: dict
+    row: dict[str, Any],
+    rules: dict[str, SegmentRule],
+    selections: list[Selection],
+    changes: dict[SegmentKey, LastChange],
 ) -> CountryResult:
     key = row["country_key"]
     return CountryResult(

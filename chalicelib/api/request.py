@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any, NoReturn
 
 from chalicelib.api.errors import ApiError, bad_request
 from chalicelib.rules import MAX_WHOLE_ORDERS, WHITESPACE, decimal_number
@@ -138,7 +139,7 @@ def parse_voucher_request(raw_body: bytes | str | None, today: date) -> VoucherR
     return voucher_request(_json_object(raw_body, MAX_BODY_BYTES), today)
 
 
-def parse_batch(raw_body: bytes | str | None) -> list[dict]:
+def parse_batch(raw_body: bytes | str | None) -> list[dict[str, Any]]:
     """The customers of a ``POST /vouchers`` body, each with the body's shared fields
     (``BATCH_DEFAULTS``) where it gives none of its own; a 400 unless ``customers`` is a list of
     at most ``MAX_BATCH_ITEMS`` objects."""
@@ -160,7 +161,7 @@ def parse_batch(raw_body: bytes | str | None) -> list[dict]:
     return [shared | {f: v for f, v in c.items() if v is not None} for c in customers]
 
 
-def voucher_request(body: dict, today: date) -> VoucherRequest:
+def voucher_request(body: dict[str, Any], today: date) -> VoucherRequest:
     """Validate one customer's fields (a ``POST /voucher`` body, or an item of a list)."""
     last_order = _date(body, "last_order_ts")
     first_order = _date(body, "first_order_ts")
@@ -186,7 +187,7 @@ def voucher_request(body: dict, today: date) -> VoucherRequest:
     )
 
 
-def _json_object(raw_body: bytes | str | None, max_bytes: int) -> dict:
+def _json_object(raw_body: bytes | str | None, max_bytes: int) -> dict[str, Any]:
     raw = raw_body.encode() if isinstance(raw_body, str) else (raw_body or b"")
     if len(raw) > max_bytes:
         raise ApiError(
@@ -210,7 +211,7 @@ def _json_object(raw_body: bytes | str | None, max_bytes: int) -> dict:
     return body
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -222,7 +223,7 @@ def _ill_typed(field: str, expected: str) -> ApiError:
     return bad_request("invalid_field", f"{field} must be {expected}", field)
 
 
-def _text(body: dict, field: str) -> str:
+def _text(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if value is None:
         raise _missing(field)
@@ -231,7 +232,7 @@ def _text(body: dict, field: str) -> str:
     return value
 
 
-def _customer_id(body: dict) -> int | str | None:
+def _customer_id(body: dict[str, Any]) -> int | str | None:
     value = body.get("customer_id")
     ok = (
         value is None
@@ -244,7 +245,7 @@ def _customer_id(body: dict) -> int | str | None:
     return value
 
 
-def _strict(body: dict) -> bool:
+def _strict(body: dict[str, Any]) -> bool:
     value = body.get("strict")
     if value is None:
         return False
@@ -253,7 +254,7 @@ def _strict(body: dict) -> bool:
     return value
 
 
-def _orders(body: dict) -> int | None:
+def _orders(body: dict[str, Any]) -> int | None:
     """A whole, non-negative number of orders: a JSON number, or text as
     ``ORDERS_TEXT_PATTERN`` states it (``"15"``, ``"15.0"``, ``" 1.5e1 "``)."""
     value = body.get("total_orders")
@@ -279,7 +280,7 @@ def _orders(body: dict) -> int | None:
     return orders
 
 
-def _date(body: dict, field: str) -> date | None:
+def _date(body: dict[str, Any], field: str) -> date | None:
     """The UTC date of a timestamp field, ``None`` when absent."""
     value = body.get(field)
     if value is None:

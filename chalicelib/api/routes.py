@@ -10,9 +10,10 @@ import functools
 import logging
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from chalice import Blueprint
 from chalice.app import Response
@@ -94,14 +95,14 @@ def _today() -> date:
 
 @api.route("/voucher", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
 @answers
-def voucher():
+def voucher() -> dict[str, Any]:
     parsed = parse_voucher_request(api.current_request.raw_body, today=_today())
     return answer_voucher(parsed, default_store().published())
 
 
 @api.route("/vouchers", methods=["POST"], content_types=["*/*"], api_key_required=KEYED)
 @answers
-def vouchers():
+def vouchers() -> dict[str, Any]:
     """A list of customers, answered from the one snapshot ``published()`` returns: a publish
     during the request cannot mix runs."""
     customers = parse_batch(api.current_request.raw_body)
@@ -110,8 +111,8 @@ def vouchers():
 
 @api.route("/selection_criteria", methods=["GET"], api_key_required=KEYED)
 @answers
-def criteria():
-    query = api.current_request.query_params or {}
+def criteria() -> dict[str, Any]:
+    query: Mapping[str, str] = api.current_request.query_params or {}
     details = parse_details(query.get("detail"))
     store = default_store()
     return selection_criteria(store.published(), query.get("country"), details, store.read)
@@ -121,19 +122,19 @@ def criteria():
 # with the key where the stage requires one.
 @api.route("/search_voucher", methods=["GET"])
 @answers
-def search_page():
+def search_page() -> Response:
     return page_response(page("search_voucher.html"))
 
 
 @api.route("/selection", methods=["GET"])
 @answers
-def selection_page():
+def selection_page() -> Response:
     return page_response(page("selection.html"))
 
 
 @api.route("/health", methods=["GET"])
 @answers
-def health():
+def health() -> Response:
     """The service's health; where the stage keys its routes, an anonymous caller's answer is
     its status alone (the published runs and the database are operational data)."""
     status, body = default_store().health()
@@ -144,7 +145,7 @@ def health():
 
 @api.route("/runs", methods=["GET"], api_key_required=KEYED)
 @answers
-def runs():
+def runs() -> dict[str, Any]:
     query = api.current_request.query_params
     limit, statuses = parse_limit(query), parse_statuses(query)
     return {"runs": default_store().read(lambda conn: latest_runs(conn, limit, statuses))}
@@ -152,17 +153,17 @@ def runs():
 
 @api.route("/runs/page", methods=["GET"])
 @answers
-def runs_page():
+def runs_page() -> Response:
     return page_response(page("runs.html"))
 
 
 @api.route("/runs/{run_id}", methods=["GET"], api_key_required=KEYED)
 @answers
-def run(run_id):
+def run(run_id: str) -> dict[str, Any]:
     return default_store().read(lambda conn: one_run(conn, run_id))
 
 
 @api.route("/openapi.json", methods=["GET"])
 @answers
-def openapi():
+def openapi() -> Response:
     return text_response(static_text("openapi.json"), JSON_TYPE)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
-from chalicelib.api.errors import bad_request, not_found
+from chalicelib.api.errors import ApiError, bad_request, not_found
 from chalicelib.api.request import parse_names
 from chalicelib.api.responses import amount_or_none
+from chalicelib.db import Connection
 from chalicelib.runs import RUN_STATUSES, SelectionChange, changes_of
 from chalicelib.runs.status import LIVE, sql_list
 
@@ -68,7 +70,7 @@ _FIELDS = (
 )
 
 
-def _run(row: tuple) -> dict:
+def _run(row: tuple[Any, ...]) -> dict[str, Any]:
     run = dict(zip(_FIELDS, row, strict=True))
     run["source"] = {k: run.pop(f"source_{k}") for k in ("bucket", "key", "etag", "objects")}
     return run
@@ -89,7 +91,9 @@ def parse_statuses(query: Mapping[str, str] | None) -> frozenset[str]:
     return frozenset(RUN_STATUSES) if text is None else parse_names(text, RUN_STATUSES, "status")
 
 
-def latest_runs(conn, limit: int, statuses: frozenset[str] = frozenset(RUN_STATUSES)) -> list[dict]:
+def latest_runs(
+    conn: Connection, limit: int, statuses: frozenset[str] = frozenset(RUN_STATUSES)
+) -> list[dict[str, Any]]:
     """The latest runs, newest first, of the given statuses (an abandoned run is ``failed``)."""
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -100,7 +104,7 @@ def latest_runs(conn, limit: int, statuses: frozenset[str] = frozenset(RUN_STATU
         return [_run(row) for row in cur.fetchall()]
 
 
-def one_run(conn, run_id: str) -> dict:
+def one_run(conn: Connection, run_id: str) -> dict[str, Any]:
     if "\x00" in run_id:  # no run id holds one, and PostgreSQL text cannot even carry it
         raise _unknown_run()
     with conn, conn.cursor() as cur:
@@ -111,7 +115,7 @@ def one_run(conn, run_id: str) -> dict:
     return {**_run(row), "changes": [_change(c) for c in changes_of(conn, run_id)]}
 
 
-def _change(change: SelectionChange) -> dict:
+def _change(change: SelectionChange) -> dict[str, Any]:
     """A selection the run changed; amounts as answers show them."""
     return {
         "country_key": change.country_key,
@@ -125,5 +129,5 @@ def _change(change: SelectionChange) -> dict:
     }
 
 
-def _unknown_run():
+def _unknown_run() -> ApiError:
     return not_found("unknown_run", "no run has this id; GET /runs lists the latest", "run_id")

@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chalicelib import db, settings
 from chalicelib.api.errors import ApiError
 from chalicelib.api.published import VERSION_SQL, Published, load_published
+from chalicelib.db import Connection
 
 T = TypeVar("T")
 
@@ -30,7 +31,7 @@ class PublishedStore:
 
     def __init__(
         self,
-        connect: Callable[[], object],
+        connect: Callable[[], Connection],
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -38,7 +39,7 @@ class PublishedStore:
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn = None
+        self._conn: Connection | None = None
         self._published: Published | None = None
         self._checked_at: float | None = None
         self.reachable: bool | None = None
@@ -60,7 +61,7 @@ class PublishedStore:
             )
         return self._published
 
-    def health(self) -> tuple[int, dict]:
+    def health(self) -> tuple[int, dict[str, Any]]:
         """Check the database now; 503 when nothing can be served."""
         self.refresh()
         published = self._published
@@ -78,7 +79,7 @@ class PublishedStore:
             ],
         }
 
-    def read(self, query: Callable[[object], T]) -> T:
+    def read(self, query: Callable[[Connection], T]) -> T:
         """Run ``query(connection)`` on this container's connection; 503 when the database fails
         (any other exception is a bug: it goes up as itself, to be logged as one)."""
         with self._lock:
@@ -110,7 +111,7 @@ class PublishedStore:
                     return
             self._failed(error)
 
-    def _connection(self):
+    def _connection(self) -> Connection:
         """The one connection of this container, opened on first use (read-only snapshots)."""
         if self._conn is None:
             self._conn = self._connect()

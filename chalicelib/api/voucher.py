@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from chalicelib.api.errors import bad_request, not_found
 from chalicelib.api.published import Published
@@ -21,7 +22,7 @@ MEASURES: dict[str, tuple[str, Callable[[VoucherRequest], int | None]]] = {
 }
 
 
-def answer_voucher(request: VoucherRequest, published: Published) -> dict:
+def answer_voucher(request: VoucherRequest, published: Published) -> dict[str, Any]:
     """The segment's most used voucher, or the country's fallback (a 404 in strict mode)."""
     country = published.country(request.country_code, "country_code")
     rule = country.rules.get(request.segment_name)

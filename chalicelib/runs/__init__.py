@@ -23,7 +23,7 @@ from chalicelib.runs.arrivals import (
     take_in_dataset,
     wait_for_dataset,
 )
-from chalicelib.runs.changes import FALLBACK_KEY, changes_of
+from chalicelib.runs.changes import FALLBACK_KEY, SegmentKey, changes_of
 from chalicelib.runs.errors import (
     AlreadyFinished,
     AlreadyProcessed,
@@ -44,6 +44,7 @@ from chalicelib.runs.model import (
     RESULT_TABLES,
     USAGE_TOP_AMOUNTS,
     AmountUsage,
+    Choice,
     CountryStats,
     Fallback,
     RunResult,
@@ -72,6 +73,7 @@ __all__ = [
     "AlreadyProcessed",
     "AlreadyRunning",
     "AmountUsage",
+    "Choice",
     "CountryStats",
     "Fallback",
     "NotRunning",
@@ -79,6 +81,7 @@ __all__ = [
     "RequestedBy",
     "RunResult",
     "RunStatus",
+    "SegmentKey",
     "Selection",
     "SelectionChange",
     "Source",

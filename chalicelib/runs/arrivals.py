@@ -13,14 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import metrics
+from chalicelib.db import Connection, Cursor
 from chalicelib.runs import sql
 from chalicelib.runs.lifecycle import reap_source
 from chalicelib.runs.model import Source, new_run_id
-from chalicelib.runs.sql import CountryKeys, Cursor
+from chalicelib.runs.sql import CountryKeys
 from chalicelib.runs.status import CLAIMING, RunStatus, sql_list
 
 
-def _lock_source(cur, source: Source, country_keys: CountryKeys) -> None:
+def _lock_source(cur: Cursor, source: Source, country_keys: CountryKeys) -> None:
     """Serialise the intake of one source for one set of countries until the transaction ends:
     an upload event and the reconciler may meet on the same object."""
     countries = ",".join(country_keys) if country_keys is not None else "*"
@@ -30,7 +31,7 @@ def _lock_source(cur, source: Source, country_keys: CountryKeys) -> None:
     )
 
 
-def _accounting_run(cur, source: Source, country_keys: CountryKeys) -> str | None:
+def _accounting_run(cur: Cursor, source: Source, country_keys: CountryKeys) -> str | None:
     cur.execute(
         f"SELECT run_id FROM runs WHERE {sql.SAME_SOURCE} AND {sql.ACCOUNTS_FOR} LIMIT 1",  # noqa: S608
         (source.bucket, source.key, sql.countries(country_keys), source.etag, source.modified_at),
@@ -39,14 +40,14 @@ def _accounting_run(cur, source: Source, country_keys: CountryKeys) -> str | Non
     return found[0] if found else None
 
 
-def accounted_for(conn, source: Source, country_keys: CountryKeys) -> str | None:
+def accounted_for(conn: Connection, source: Source, country_keys: CountryKeys) -> str | None:
     """The run that accounts for this version of ``source`` (``None``: it needs one)."""
     with conn, conn.cursor() as cur:
         return _accounting_run(cur, source, country_keys)
 
 
 def accounted_keys(
-    conn, bucket: str, versions: list[Source], country_keys: CountryKeys
+    conn: Connection, bucket: str, versions: list[Source], country_keys: CountryKeys
 ) -> set[str]:
     """The keys among ``versions`` (of one bucket) that a run accounts for, or that wait (a
     dataset folder's waiting run): one query."""
@@ -108,7 +109,7 @@ def _insert(
 
 
 def take_in(
-    conn,
+    conn: Connection,
     run_id: str,
     source: Source,
     country_keys: CountryKeys,
@@ -163,7 +164,7 @@ class Waiting:
 
 
 def wait_for_dataset(
-    conn,
+    conn: Connection,
     source: Source,
     country_keys: CountryKeys,
     reason: str,
@@ -190,10 +191,14 @@ def wait_for_dataset(
                 reason,
             ),
         )
-        return Waiting(*cur.fetchone())
+        row = cur.fetchone()
+        assert row is not None  # an upsert's RETURNING gives its row, inserted or updated
+        return Waiting(*row)
 
 
-def dataset_waiting(conn, bucket: str, prefix: str, country_keys: CountryKeys) -> Waiting | None:
+def dataset_waiting(
+    conn: Connection, bucket: str, prefix: str, country_keys: CountryKeys
+) -> Waiting | None:
     """The waiting run of a dataset folder, if it has one."""
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -206,7 +211,7 @@ def dataset_waiting(conn, bucket: str, prefix: str, country_keys: CountryKeys) -
 
 
 def take_in_dataset(
-    conn,
+    conn: Connection,
     source: Source,
     country_keys: CountryKeys,
     start_in_s: int,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from chalicelib.db import Connection, Cursor
 from chalicelib.runs.model import RunResult, SelectionChange
-from chalicelib.runs.sql import Cursor
 
-#: A selection's key: (segment_name, segment); the country fallback's (its rows, SQL NULLs).
-FALLBACK_KEY = (None, None)
+#: A selection's key within its country: (segment_name, segment).
+SegmentKey = tuple[str | None, str | None]
+#: The country fallback's key (its rows, SQL NULLs).
+FALLBACK_KEY: SegmentKey = (None, None)
 #: A country's result as changes compare it: selection key -> (amount, share).
-_Results = dict[tuple[str | None, str | None], tuple[float, float]]
+_Results = dict[SegmentKey, tuple[float, float]]
 
 
 def _results_of(cur: Cursor, run_id: str | None, country_key: str) -> _Results:
@@ -81,7 +83,7 @@ def changes_made(
     ]
 
 
-def changes_of(conn, run_id: str) -> list[SelectionChange]:
+def changes_of(conn: Connection, run_id: str) -> list[SelectionChange]:
     """What a run changed, per country it published, in the order it was recorded."""
     with conn, conn.cursor() as cur:
         cur.execute(

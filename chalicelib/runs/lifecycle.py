@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 from chalicelib import metrics, settings
+from chalicelib.db import Connection, Cursor
 from chalicelib.runs import sql
 from chalicelib.runs.errors import AlreadyFinished, AlreadyProcessed, AlreadyRunning, ObjectChanged
 from chalicelib.runs.model import Source
-from chalicelib.runs.sql import CountryKeys, Cursor
+from chalicelib.runs.sql import CountryKeys
 from chalicelib.runs.status import FINISHED, LIVE, WITH_JOB, RequestedBy, RunStatus, sql_list
 
 #: A run whose lease ran out (constant).
@@ -28,7 +29,7 @@ def reap_source(cur: Cursor, bucket: str | None, key: str) -> None:
         metrics.run_failed(run_id, "abandoned")
 
 
-def reap_abandoned(conn) -> list[str]:
+def reap_abandoned(conn: Connection) -> list[str]:
     """Record every run whose lease ran out as failed (what every reader already sees)."""
     with conn, conn.cursor() as cur:
         reaped = sql.fail(cur, f"status = %s AND {_ABANDONED}", (RunStatus.RUNNING,))
@@ -46,7 +47,7 @@ def _same_job_run(holder: str | None, job_run_id: str | None) -> bool:
 
 
 def start_run(
-    conn,
+    conn: Connection,
     run_id: str,
     source: Source,
     country_keys: CountryKeys,
@@ -133,7 +134,7 @@ def _check_claim(
             raise AlreadyProcessed(other[0])
 
 
-def renew_lease(conn, run_id: str, job_run_id: str | None = None) -> bool:
+def renew_lease(conn: Connection, run_id: str, job_run_id: str | None = None) -> bool:
     """The job's heartbeat: renew a running run's lease while it holds it. ``False``, and the
     run recorded failed for good, once the lease ran out (or the run finished, or another job
     run holds it): the fence the job must obey."""
@@ -151,7 +152,7 @@ def renew_lease(conn, run_id: str, job_run_id: str | None = None) -> bool:
     return False
 
 
-def fail_run(conn, run_id: str, error: str) -> bool:
+def fail_run(conn: Connection, run_id: str, error: str) -> bool:
     """Record a run's failure, as its job saw it; nothing it computed is published. A run that
     already finished keeps its outcome, and one that lost its lease says so (the error it was
     shown with); ``False`` when nothing was left to record."""
@@ -162,7 +163,9 @@ def fail_run(conn, run_id: str, error: str) -> bool:
     return bool(failed)
 
 
-def fail_unfinished(conn, run_id: str, error: str, job_run_id: str | None = None) -> bool:
+def fail_unfinished(
+    conn: Connection, run_id: str, error: str, job_run_id: str | None = None
+) -> bool:
     """Fail a run its job left unfinished (the job process ended without recording an outcome);
     ``False`` when the run had already recorded one, or another job run holds it."""
     with conn, conn.cursor() as cur:
@@ -178,7 +181,7 @@ def fail_unfinished(conn, run_id: str, error: str, job_run_id: str | None = None
     return bool(failed)
 
 
-def fail_job_run(conn, job_run_id: str, error: str) -> str | None:
+def fail_job_run(conn: Connection, job_run_id: str, error: str) -> str | None:
     """Fail the unfinished run that job run ``job_run_id`` executes; the run's id, or ``None``
     when no unfinished run has it (it recorded its outcome, or is not ours)."""
     with conn, conn.cursor() as cur:
@@ -190,7 +193,7 @@ def fail_job_run(conn, job_run_id: str, error: str) -> str | None:
     return failed[0] if failed else None
 
 
-def ended(conn, job_run_id: str) -> tuple[str, str, float | None] | None:
+def ended(conn: Connection, job_run_id: str) -> tuple[str, str, float | None] | None:
     """The finished run that job run ``job_run_id`` executed: its id, status and seconds from
     start to end (``None`` when it never started); ``None`` while it is unfinished or unknown."""
     with conn, conn.cursor() as cur:

@@ -81,6 +81,10 @@ class Fallback:
     runner_up_rows: int = 0
 
 
+#: A choice: (country_key, segment_name, segment), the fallback's with ``None, None``.
+Choice = tuple[str, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class AmountUsage:
     """The kept rows of one voucher amount behind a choice, at its ``position`` (1: the chosen

@@ -12,18 +12,18 @@ from typing import Any
 
 from psycopg2.extras import execute_values
 
+from chalicelib.db import Connection, Cursor
 from chalicelib.rules import SEGMENT_RULES, SegmentRule, rules_to_rows
 from chalicelib.runs.changes import changes_made
 from chalicelib.runs.errors import NotRunning
 from chalicelib.runs.model import RESULT_TABLES, CountryStats, RunResult
-from chalicelib.runs.sql import Cursor
 from chalicelib.runs.status import RequestedBy, RunStatus
 
 #: Publishes are serialised: two runs finishing together cannot interleave.
 _PUBLISH_LOCK = 0x56534C50
 
 
-def serving(conn, country_keys: list[str]) -> dict[str, str]:
+def serving(conn: Connection, country_keys: list[str]) -> dict[str, str]:
     """Which run serves each of these countries now."""
     with conn, conn.cursor() as cur:
         return _serving(cur, country_keys)
@@ -111,7 +111,7 @@ def _point_countries(cur: Cursor, run_id: str, country_keys: list[str]) -> list[
 
 
 def publish_run(
-    conn, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
+    conn: Connection, run_id: str, result: RunResult, rules: tuple[SegmentRule, ...] = SEGMENT_RULES
 ) -> list[str]:
     """Write the run's statistics and results (the usage behind them included) and publish
     them, all in one transaction.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.db import Cursor
 from chalicelib.runs.model import Source
 from chalicelib.runs.status import CLAIMING, LIVE, RequestedBy, RunStatus, sql_list
 
-#: A psycopg2 cursor (psycopg2 ships no type information).
-Cursor = Any
 CountryKeys = tuple[str, ...] | None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.db import Connection
 from chalicelib.runs.model import Source
 from chalicelib.runs.sql import CountryKeys
 from chalicelib.runs.status import RunStatus
@@ -24,7 +25,7 @@ class Unstarted:
         return f"s3://{self.source.bucket}/{self.source.key}"
 
 
-def due_to_start(conn, limit: int) -> list[Unstarted]:
+def due_to_start(conn: Connection, limit: int) -> list[Unstarted]:
     """Queued runs whose job has not started by their time (oldest first, at most ``limit``)."""
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -46,7 +47,7 @@ def due_to_start(conn, limit: int) -> list[Unstarted]:
         ]
 
 
-def waiting_datasets(conn, limit: int) -> list[tuple[str, str, CountryKeys]]:
+def waiting_datasets(conn: Connection, limit: int) -> list[tuple[str, str, CountryKeys]]:
     """``(bucket, folder, country keys)`` of the waiting dataset runs, longest waiting first."""
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -60,7 +61,7 @@ def waiting_datasets(conn, limit: int) -> list[tuple[str, str, CountryKeys]]:
         ]
 
 
-def starting(conn, run_id: str, deadline_s: int) -> bool:
+def starting(conn: Connection, run_id: str, deadline_s: int) -> bool:
     """Record an attempt to start a queued run's job; the reconciler tries again if the run has
     not started within ``deadline_s``. ``False`` when the run is no longer queued."""
     with conn, conn.cursor() as cur:
@@ -74,7 +75,7 @@ def starting(conn, run_id: str, deadline_s: int) -> bool:
         return cur.fetchone() is not None
 
 
-def set_job_run(conn, run_id: str, job_run_id: str, reason: str | None = None) -> None:
+def set_job_run(conn: Connection, run_id: str, job_run_id: str, reason: str | None = None) -> None:
     """Record which job run is to execute a queued run (Glue's JobRunId, or ``pid <n>``
     locally), and what it is doing; a running run keeps the job run that holds it."""
     with conn, conn.cursor() as cur:
@@ -85,7 +86,9 @@ def set_job_run(conn, run_id: str, job_run_id: str, reason: str | None = None) -
         )
 
 
-def start_put_off(conn, run_id: str, reason: str, retry_in_s: int, failed_start: bool) -> int:
+def start_put_off(
+    conn: Connection, run_id: str, reason: str, retry_in_s: int, failed_start: bool
+) -> int:
     """Say why a queued run's job did not start, and when the reconciler tries again; returns
     the run's failed starts so far (a refusal for capacity is not one)."""
     with conn, conn.cursor() as cur:

@@ -141,7 +141,7 @@ def errors_alarm(names: list[str]) -> dict[str, Any]:
     }
 
 
-def _widget(title: str, series: list[list], stat: str = "Sum", **extra: Any) -> dict[str, Any]:
+def _widget(title: str, series: list[list[Any]], stat: str = "Sum", **extra: Any) -> dict[str, Any]:
     return {
         "type": "metric",
         "width": 12,

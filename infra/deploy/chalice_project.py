@@ -33,7 +33,8 @@ from typing import Any
 
 from infra.deploy import templates
 from infra.deploy.package import DIST, ensure_ca_bundle
-from infra.deploy.templates import REPO_ROOT, resolve
+from infra.deploy.templates import resolve
+from infra.local.paths import REPO_ROOT
 
 CHALICE_DIR = REPO_ROOT / ".chalice"
 APP_NAME = "voucher-selection"
@@ -151,7 +152,7 @@ def redirect(stage: str, argv: list[str], original: list[str]) -> None:
     os.execv(sys.executable, [*interpreter, "--project-dir", str(out), *arguments])
 
 
-def stack_values(session, stage: str) -> dict[str, str]:
+def stack_values(session: Any, stage: str) -> dict[str, str]:
     """The outputs of a stage's deployed data plane stacks, with the pseudo parameters."""
     from infra.deploy import stacks, templates
 

@@ -23,12 +23,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from infra.deploy import chalice_project as chalice_project_module
 from infra.deploy import package, stacks, templates
 from infra.deploy.stacks import DeployError, Echo
+from infra.local.paths import REPO_ROOT
 
 STAGES_DIR = Path(__file__).with_name("stages")
 APP_CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")  # SAM transform, unnamed roles
@@ -92,10 +94,11 @@ class Inputs:
 
 def stage_settings(stage: str) -> dict[str, str]:
     """The stage's parameter values (sizes, retention, throttling): ``stages/<stage>.json``."""
-    return json.loads((STAGES_DIR / f"{stage}.json").read_text())
+    values: dict[str, str] = json.loads((STAGES_DIR / f"{stage}.json").read_text())
+    return values
 
 
-def preflight(session) -> dict[str, str]:
+def preflight(session: Any) -> dict[str, str]:
     """Fail clearly, before anything is built or changed, when AWS cannot be reached."""
     if os.environ.get("AWS_ENDPOINT_URL"):
         raise DeployError(
@@ -118,11 +121,14 @@ def preflight(session) -> dict[str, str]:
     return {"account": identity["Account"], "arn": identity["Arn"], "region": session.region_name}
 
 
-def subnet_zone(ec2, subnet_id: str) -> str:
-    return ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["AvailabilityZone"]
+def subnet_zone(ec2: Any, subnet_id: str) -> str:
+    zone: str = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["AvailabilityZone"]
+    return zone
 
 
-def deploy_part(cfn, stage: str, part: str, values: Mapping[str, str], echo: Echo) -> dict:
+def deploy_part(
+    cfn: Any, stage: str, part: str, values: Mapping[str, str], echo: Echo
+) -> dict[str, str]:
     """Deploy one data plane stack with the values its template declares; its outputs."""
     text = templates.path(part).read_text()
     if len(text.encode()) > templates.TEMPLATE_BODY_LIMIT:
@@ -138,13 +144,13 @@ def deploy_part(cfn, stage: str, part: str, values: Mapping[str, str], echo: Ech
     )
 
 
-def upload(s3, file: Path, bucket: str, key: str, echo: Echo) -> str:
+def upload(s3: Any, file: Path, bucket: str, key: str, echo: Echo) -> str:
     s3.upload_file(str(file), bucket, key)
     echo(f"uploaded s3://{bucket}/{key}")
     return f"s3://{bucket}/{key}"
 
 
-def upload_glue_files(s3, built: package.Build, bucket: str, echo: Echo) -> dict[str, str]:
+def upload_glue_files(s3: Any, built: package.Build, bucket: str, echo: Echo) -> dict[str, str]:
     """The job's script and libraries at the paths glue.yaml names; the values they set."""
     upload(s3, built.glue_script, bucket, f"glue/{built.glue_script.name}", echo)
     upload(s3, built.glue_libs, bucket, f"glue/{built.glue_libs.name}", echo)
@@ -167,7 +173,7 @@ def app_template(sam_template: Path, code_uri: str) -> str:
     return json.dumps(template, indent=1)
 
 
-def upload_app_code(s3, built: package.Build, bucket: str, echo: Echo) -> tuple[str, str]:
+def upload_app_code(s3: Any, built: package.Build, bucket: str, echo: Echo) -> tuple[str, str]:
     """The Lambda zip under ``app/<stage>/`` of ``bucket``, named by its digest: its key."""
     key = f"app/{built.stage}/deployment-{_digest(built.lambda_zip.read_bytes())}.zip"
     upload(s3, built.lambda_zip, bucket, key, echo)
@@ -175,8 +181,13 @@ def upload_app_code(s3, built: package.Build, bucket: str, echo: Echo) -> tuple[
 
 
 def deploy_app(
-    cfn, s3, built: package.Build, code: tuple[str, str], values: Mapping[str, str], echo: Echo
-) -> dict:
+    cfn: Any,
+    s3: Any,
+    built: package.Build,
+    code: tuple[str, str],
+    values: Mapping[str, str],
+    echo: Echo,
+) -> dict[str, str]:
     bucket, key = code
     text = app_template(built.template, f"s3://{bucket}/{key}")
     template_key = f"app/{built.stage}/template-{_digest(text.encode())}.json"
@@ -194,7 +205,7 @@ def deploy_app(
     )
 
 
-def migrate_function(cfn, stage: str) -> str | None:
+def migrate_function(cfn: Any, stage: str) -> str | None:
     """The app stack's ``migrate`` function, or ``None`` before the stack's first deploy."""
     name = stacks.stack_name(stage, "app")
     if stacks.status(cfn, name) is None:
@@ -205,20 +216,23 @@ def migrate_function(cfn, stage: str) -> str | None:
         raise DeployError(
             f'{name} has no Migrate function: app.py needs @app.lambda_function(name="migrate")'
         ) from exc
-    return detail["StackResourceDetail"]["PhysicalResourceId"]
+    function: str = detail["StackResourceDetail"]["PhysicalResourceId"]
+    return function
 
 
-def invoke_migrate(lambda_client, function: str, echo: Echo) -> str:
+def invoke_migrate(lambda_client: Any, function: str, echo: Echo) -> str:
     """Run the ``migrate`` function (inside the VPC) once; its answer."""
     answer = lambda_client.invoke(FunctionName=function, Payload=b"{}")
-    payload = answer["Payload"].read().decode()
+    payload: str = answer["Payload"].read().decode()
     if answer.get("FunctionError"):
         raise DeployError(f"migrate ({function}) failed: {payload}")
     echo(f"migrate: {payload}")
     return payload
 
 
-def migrate_first(cfn, lambda_client, stage: str, code: tuple[str, str], echo: Echo) -> bool:
+def migrate_first(
+    cfn: Any, lambda_client: Any, stage: str, code: tuple[str, str], echo: Echo
+) -> bool:
     """Migrate with the release's own migrations before any of its code serves: the deployed
     ``migrate`` function gets the new code and runs it. Migrations are expand-only (columns and
     tables added, nothing the running release reads removed), so the release still serving
@@ -234,7 +248,7 @@ def migrate_first(cfn, lambda_client, stage: str, code: tuple[str, str], echo: E
     return True
 
 
-def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) -> Path:
+def chalice_project(session: Any, stage: str, values: Mapping[str, str], echo: Echo) -> Path:
     """``dist/<stage>/chalice-deploy``: the app as ``chalice deploy`` takes it, its policies and
     settings rendered from ``values`` (the data plane's outputs)."""
     account = session.client("sts").get_caller_identity()["Account"]
@@ -245,11 +259,13 @@ def chalice_project(session, stage: str, values: Mapping[str, str], echo: Echo) 
     out = chalice_project_module.render(
         stage, {**values, **pseudo}, chalice_project_module.project_dir(stage)
     )
-    echo(f"rendered {out.relative_to(templates.REPO_ROOT)}: chalice deploy --stage {stage} works")
+    echo(f"rendered {out.relative_to(REPO_ROOT)}: chalice deploy --stage {stage} works")
     return out
 
 
-def run(session, stage: str, inputs: Inputs, built: package.Build, echo: Echo = print) -> dict:
+def run(
+    session: Any, stage: str, inputs: Inputs, built: package.Build, echo: Echo = print
+) -> dict[str, str]:
     """The whole sequence after the preflight; every stack's outputs, merged.
 
     Nothing of the new release serves before its migrations ran: the data stacks (no code of

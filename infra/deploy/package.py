@@ -26,7 +26,8 @@ from pathlib import Path
 import yaml
 
 from infra.deploy import app_stack
-from infra.deploy.templates import CHALICE_OVERLAY, REPO_ROOT
+from infra.deploy.templates import CHALICE_OVERLAY
+from infra.local.paths import REPO_ROOT
 
 DIST = REPO_ROOT / "dist"
 GLUE_SCRIPT = REPO_ROOT / "glue_jobs" / "voucher_selection_job.py"

@@ -31,22 +31,23 @@ def select(names: Iterable[str], values: Mapping[str, str]) -> dict[str, str]:
     return {name: str(values[name]) for name in names if name in values}
 
 
-def status(cfn, name: str) -> str | None:
+def status(cfn: Any, name: str) -> str | None:
     """The stack's status, or ``None`` when there is no such stack."""
     try:
-        return cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        stack_status: str = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        return stack_status
     except ClientError as exc:
         if "does not exist" in str(exc):
             return None
         raise
 
 
-def outputs(cfn, name: str) -> dict[str, str]:
+def outputs(cfn: Any, name: str) -> dict[str, str]:
     stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
 
 
-def _failures(cfn, name: str) -> str:
+def _failures(cfn: Any, name: str) -> str:
     """The reasons CloudFormation gave for failed resources, newest first."""
     events = cfn.describe_stack_events(StackName=name)["StackEvents"]
     reasons = [
@@ -58,7 +59,7 @@ def _failures(cfn, name: str) -> str:
 
 
 def deploy(
-    cfn,
+    cfn: Any,
     name: str,
     template: Mapping[str, str],
     parameters: Mapping[str, str],

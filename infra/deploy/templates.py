@@ -29,7 +29,7 @@ def path(part: str) -> Path:
     return TEMPLATES_DIR / f"{part}.yaml"
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # yaml is untyped (no types-PyYAML here)
     """A SafeLoader that knows CloudFormation's short tags (SafeLoader itself stays as it is)."""
 
 
@@ -50,7 +50,8 @@ _Loader.add_multi_constructor("!", _intrinsic)
 
 
 def loads(text: str) -> dict[str, Any]:
-    return yaml.load(text, Loader=_Loader)
+    template: dict[str, Any] = yaml.load(text, Loader=_Loader)
+    return template
 
 
 def load(file: Path) -> dict[str, Any]:

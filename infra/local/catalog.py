@@ -75,7 +75,7 @@ def ensure(settings: Settings) -> str:
     return done
 
 
-def _shape(table: dict[str, Any]) -> tuple:
+def _shape(table: dict[str, Any]) -> tuple[Any, ...]:
     """What a table must agree on with its declaration: location, columns, partition keys."""
     storage = table["StorageDescriptor"]
     return (

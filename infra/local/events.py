@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from infra.deploy import templates
@@ -32,10 +33,13 @@ from infra.local import processes
 from infra.local import s3 as local_s3
 from infra.local.settings import REGION, Settings, from_env
 
+#: A function's handler as Lambda calls it: ``handler(event, context)``.
+Handler = Callable[[dict[str, Any], Any], object]
+
 log = logging.getLogger("voucher_selection.events")
 
 
-def _client(settings: Settings, service: str):
+def _client(settings: Settings, service: str) -> Any:
     return local_s3.client(settings.endpoint_url, service)
 
 
@@ -49,7 +53,7 @@ def ensure_upload_queue(settings: Settings) -> str:
         "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
         "maxReceiveCount": str(settings.max_receive_count),
     }
-    url = sqs.create_queue(QueueName=settings.upload_queue)["QueueUrl"]
+    url: str = sqs.create_queue(QueueName=settings.upload_queue)["QueueUrl"]
     sqs.set_queue_attributes(
         QueueUrl=url,
         Attributes={
@@ -90,7 +94,7 @@ def upload_notification(queue_arn: str) -> dict[str, Any]:
     }
 
 
-def lambda_event(messages: list[dict], queue_arn: str) -> dict:
+def lambda_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     """The event Lambda's SQS event source hands a function for ``messages``."""
     return {
         "Records": [
@@ -110,7 +114,7 @@ def lambda_event(messages: list[dict], queue_arn: str) -> dict:
     }
 
 
-def scheduled_event(when: datetime | None = None) -> dict:
+def scheduled_event(when: datetime | None = None) -> dict[str, Any]:
     """The event EventBridge's schedule hands a function."""
     moment = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -133,10 +137,10 @@ class Pump:
     def __init__(
         self,
         settings: Settings,
-        handler: Callable,
+        handler: Handler,
         batch_size: int = 1,
         wait_s: int = 1,
-        reconcile: Callable | None = None,
+        reconcile: Handler | None = None,
         reconcile_s: float = 60,
     ):
         self.reconcile = reconcile
@@ -190,7 +194,7 @@ class Pump:
             self.poll_once()
 
 
-def _pid_file(settings: Settings):
+def _pid_file(settings: Settings) -> Path:
     return settings.state_dir / "pump.pid"
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -95,7 +96,9 @@ def run_here(settings: Settings, key: str, countries: str) -> int:
         return 1
 
 
-def _latest_run(settings: Settings, key: str, etag: str, since: datetime) -> tuple | None:
+def _latest_run(
+    settings: Settings, key: str, etag: str | None, since: datetime
+) -> tuple[Any, ...] | None:
     """The run of the upload: the newest run of ``key`` recorded since ``since``, or the live or
     succeeded run of the same bytes (``etag``) that accounts for it; with its status as every
     reader sees it."""
@@ -181,7 +184,10 @@ def _database_now(settings: Settings) -> datetime:
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT now()")
-            return cur.fetchone()[0]
+            row = cur.fetchone()
+            assert row is not None  # now() is one row
+            now: datetime = row[0]
+            return now
     finally:
         conn.close()
 

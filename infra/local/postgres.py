@@ -71,7 +71,7 @@ def bindir() -> Path:
     )
 
 
-def _run_as_owner(args: list[str]) -> subprocess.CompletedProcess:
+def _run_as_owner(args: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a server tool, as the ``postgres`` user when we are root (PostgreSQL refuses root)."""
     prefix = ["runuser", "-u", _OS_USER, "--"] if os.geteuid() == 0 else []
     return subprocess.run(prefix + args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -82,7 +82,7 @@ def _data_dir(data_dir: str | Path) -> Path:
     return Path(data_dir).absolute().resolve()
 
 
-def _prepare_data_dir(data_dir: Path) -> Path:
+def _prepare_data_dir(data_dir: str | Path) -> Path:
     """Create ``data_dir`` for the server's OS user and return the real folder to use.
 
     As root, when the ``postgres`` user cannot traverse the parents of ``data_dir`` (a clone under
@@ -125,7 +125,7 @@ def remove(data_dir: str | Path) -> None:
         data_dir.unlink()
 
 
-def is_running(data_dir: Path) -> bool:
+def is_running(data_dir: str | Path) -> bool:
     """Whether a server runs on this data folder (``pg_ctl status``)."""
     data_dir = _data_dir(data_dir)
     if not (data_dir / "postmaster.pid").exists():

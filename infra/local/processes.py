@@ -23,7 +23,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_in_use(port: int) -> bool:
@@ -31,7 +32,9 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def spawn(command: list[str], log: Path, pid_file: Path, env: dict[str, str] | None = None):
+def spawn(
+    command: list[str], log: Path, pid_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``command`` detached (its own session: it outlives the caller and ignores its
     Ctrl-C), output appended to ``log``, its PID in ``pid_file``."""
     pid_file.parent.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 from infra.local.settings import DUMMY_CREDENTIAL, REGION
 
 
-def client(endpoint_url: str, service: str = "s3", config=None):
+def client(endpoint_url: str, service: str = "s3", config: Any = None) -> Any:
     """A boto3 client of ``service`` for ``endpoint_url`` (created on call, never at import)."""
     import boto3
 
@@ -21,7 +23,7 @@ def client(endpoint_url: str, service: str = "s3", config=None):
     )
 
 
-def bucket_exists(s3, name: str) -> bool:
+def bucket_exists(s3: Any, name: str) -> bool:
     try:
         s3.head_bucket(Bucket=name)
     except ClientError as exc:
@@ -31,7 +33,7 @@ def bucket_exists(s3, name: str) -> bool:
     return True
 
 
-def ensure_bucket(s3, name: str) -> bool:
+def ensure_bucket(s3: Any, name: str) -> bool:
     """Create bucket ``name`` unless it exists; return whether it was created."""
     if bucket_exists(s3, name):
         return False
@@ -44,7 +46,7 @@ def ensure_bucket(s3, name: str) -> bool:
     return True
 
 
-def empty_bucket(s3, name: str) -> None:
+def empty_bucket(s3: Any, name: str) -> None:
     """Delete every object of bucket ``name`` and abort its multipart uploads in progress."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -54,7 +56,7 @@ def empty_bucket(s3, name: str) -> None:
         s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
-def delete_bucket(s3, name: str) -> None:
+def delete_bucket(s3: Any, name: str) -> None:
     """Delete bucket ``name`` and everything in it."""
     empty_bucket(s3, name)
     s3.delete_bucket(Bucket=name)

@@ -32,12 +32,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 
-from chalice import local
+from chalice import Chalice, local
 from chalice.cli import main as chalice_main
+from chalice.config import Config
 
 from chalicelib.api.edge import api_key_required, unknown_route
 from chalicelib.api.errors import ApiError
@@ -83,7 +84,7 @@ def serving(env: dict[str, str], log: Path, stage: str) -> Iterator[str]:
             process.wait()
 
 
-def _wait_until_answering(process: subprocess.Popen, url: str, log: Path) -> None:
+def _wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     for _ in range(200):
         if process.poll() is not None:
             raise RuntimeError(f"chalice local exited:\n{log.read_text()[-2000:]}")
@@ -106,7 +107,9 @@ class _NoApiKey(local.LocalGatewayException):
 class _KeyedAuthorizer(local.LocalGatewayAuthorizer):
     """chalice local's authorizer step, checking ``x-api-key`` on a keyed route first."""
 
-    def authorize(self, raw_path, lambda_event, lambda_context):
+    def authorize(
+        self, raw_path: str, lambda_event: local.EventType, lambda_context: local.LambdaContext
+    ) -> local.LocalAuthPair:
         route = self._route_for_event(lambda_event)
         if route is not None and route.api_key_required:
             headers = {k.lower(): v for k, v in (lambda_event.get("headers") or {}).items()}
@@ -119,7 +122,7 @@ class _KeyedAuthorizer(local.LocalGatewayAuthorizer):
 class _EdgeHandler(local.ChaliceRequestHandler):
     """chalice local's request handler, refusing as the product does (module docstring)."""
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[[], None]:
         if name.startswith("do_"):  # any method: the app says whether the route answers it
             return self._generic_handle
         raise AttributeError(name)
@@ -138,12 +141,14 @@ class _EdgeHandler(local.ChaliceRequestHandler):
         reason = message or HTTPStatus(code).phrase
         self._send_error(ApiError(code, "bad_http_request", reason), {"Connection": "close"})
 
-    def _send_error(self, error: ApiError, headers: dict) -> None:
+    def _send_error(self, error: ApiError, headers: dict[str, str]) -> None:
         headers["Content-Type"] = "application/json"
         self._send_http_response(error.status, headers, json.dumps(error.body()))
 
 
-def _create_local_server(app_obj, config, host: str, port: int) -> local.LocalDevServer:
+def _create_local_server(
+    app_obj: Chalice, config: Config, host: str, port: int
+) -> local.LocalDevServer:
     server = _chalice_local_server(app_obj, config, host, port)
     server.server.RequestHandlerClass = functools.partial(
         _EdgeHandler, app_object=app_obj, config=config
@@ -163,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     local.ThreadedHTTPServer.request_queue_size = socket.SOMAXCONN
     local.create_local_server = _create_local_server
-    local.LocalGatewayAuthorizer = _KeyedAuthorizer
+    # chalice local has no hook for its authorizer step: its class is replaced.
+    local.LocalGatewayAuthorizer = _KeyedAuthorizer  # type: ignore[misc]
     sys.argv = ["chalice", "local", *(sys.argv[1:] if argv is None else argv)]
     return chalice_main()
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from chalicelib import sources
 from infra.local import spark_classes
@@ -96,7 +97,7 @@ class Settings:
         return spark_classes.archive_path(self.state_dir)
 
 
-def from_env(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """The defaults, with AWS_EMULATOR, AWS_ENDPOINT_PORT (an endpoint on another port than
     4566), DATABASE_URL, RAW_BUCKET, LAKE_BUCKET and CATALOG_DATABASE taken from the
     environment."""

@@ -86,6 +86,7 @@ def warm_up() -> None:
         with Lake(spark) as lake:
             transform(spark, lake, options)
         gateway = spark.sparkContext._gateway
+        assert gateway is not None  # a local session launched its JVM through it
         spark.stop()
         gateway.proc.stdin.close()  # the JVM exits on end of input, archiving as it goes
         gateway.proc.wait(timeout=WARM_UP_TIMEOUT_S)
@@ -95,4 +96,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--warm-up"]:
         warm_up()
     else:
-        print(ensure())
+        from infra.local import settings  # it names this module's archive: imported late
+
+        print(ensure(settings.from_env().state_dir))

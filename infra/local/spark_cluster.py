@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from infra.local.errors import StackError
 from infra.local.processes import free_port
@@ -32,7 +33,7 @@ def spark_class() -> Path:
     return Path(pyspark.__file__).parent / "bin" / "spark-class"
 
 
-def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [str(spark_class()), *args],
@@ -44,7 +45,12 @@ def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
         )
 
 
-def _wait(check, what: str, processes: list[subprocess.Popen], logs: list[Path]) -> None:
+def _wait(
+    check: Callable[[], object],
+    what: str,
+    processes: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not check():
         if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
@@ -58,11 +64,12 @@ def _alive_workers(ui_port: int) -> int:
     return int(master_status(ui_port).get("aliveworkers", 0))
 
 
-def master_status(ui_port: int) -> dict:
+def master_status(ui_port: int) -> dict[str, Any]:
     """The master's status (workers, applications), from its JSON page; empty until it answers."""
     try:
         with urllib.request.urlopen(f"http://{HOST}:{ui_port}/json/", timeout=2) as answer:
-            return json.load(answer)
+            status: dict[str, Any] = json.load(answer)
+            return status
     except OSError:
         return {}
 

@@ -227,12 +227,7 @@ def _value(value, kind: pa.DataType):
     if pa.types.is_boolean(kind):
         return None
     if pa.types.is_temporal(kind):
-        if not isinstance(value, str) or oracle.utc_day(value) is None:
-            return None
-        moment = dt.datetime.fromisoformat(value.strip())
-        if moment.tzinfo:
-            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-        return moment.date() if pa.types.is_date(kind) else moment
+        return _moment(value, kind)
     number = oracle.number(value)
     if number is None or math.isinf(number):
         return None
@@ -241,6 +236,16 @@ def _value(value, kind: pa.DataType):
     if pa.types.is_integer(kind):
         return int(number) if number.is_integer() else None
     return number
+
+
+def _moment(value, kind: pa.DataType):
+    """A text moment as a date or timestamp column holds it (UTC), or null where it is none."""
+    if not isinstance(value, str) or oracle.utc_day(value) is None:
+        return None
+    moment = dt.datetime.fromisoformat(value.strip())
+    if moment.tzinfo:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.date() if pa.types.is_date(kind) else moment
 
 
 def stats(conn, run_id: str) -> dict[str, tuple]:

@@ -353,6 +353,19 @@ def check_invariants(round_: Round, db, client, shown: Shown, said: str) -> list
         "SELECT run_id, source_key, source_etag, source_modified_at, status, error, rows_read,"
         " rows_out_of_scope, requested_by FROM runs ORDER BY created_at",
     )
+    found = _one_outcome_each(round_, runs)
+    succeeded = [r for r in runs if r[4] == "succeeded"]
+    served = dict(fetch(db, "SELECT country_key, run_id FROM published_country"))
+    found += _newest_served(succeeded, served)
+    found += _failures_shown(round_, runs, client, said)
+    found += _counts_reconcile(db, succeeded)
+    came_back = shown.failed & ({r[0] for r in succeeded} | set(served.values()))
+    found += [f"(e) {run_id} was shown failed, then succeeded" for run_id in sorted(came_back)]
+    return found
+
+
+def _one_outcome_each(round_: Round, runs: list[tuple]) -> list[str]:
+    """(a): every upload ends in one outcome (a failure with its reason), none left live."""
     found: list[str] = []
     keys = {u.key for u in round_.uploads}
     for key in sorted(keys):
@@ -379,16 +392,23 @@ def check_invariants(round_: Round, db, client, shown: Shown, said: str) -> list
         ):
             found.append(f"(a) {u.key}: read {last[0][6]} rows, the folder holds {u.rows}")
     live = [r for r in runs if r[4] not in ("succeeded", "failed")]
-    found += [f"(a) {r[0]} left {r[4]}" for r in live]
+    return found + [f"(a) {r[0]} left {r[4]}" for r in live]
 
-    succeeded = [r for r in runs if r[4] == "succeeded"]
-    served = dict(fetch(db, "SELECT country_key, run_id FROM published_country"))
-    if succeeded:
-        newest = max(r[3] for r in succeeded)
-        serving = [r for r in succeeded if r[0] == served.get("peru")]
-        if not serving or serving[0][3] != newest:
-            found.append(f"(b) Peru served by {served.get('peru')}, not an upload of {newest}")
 
+def _newest_served(succeeded: list[tuple], served: dict[str, str]) -> list[str]:
+    """(b): the newest upload that succeeded is the one served."""
+    if not succeeded:
+        return []
+    newest = max(r[3] for r in succeeded)
+    serving = [r for r in succeeded if r[0] == served.get("peru")]
+    if not serving or serving[0][3] != newest:
+        return [f"(b) Peru served by {served.get('peru')}, not an upload of {newest}"]
+    return []
+
+
+def _failures_shown(round_: Round, runs: list[tuple], client, said: str) -> list[str]:
+    """(c): every failed run is shown failed with its error, and counted by its metric."""
+    found: list[str] = []
     metrics = metric_run_ids([said, *map(Path.read_text, (round_.tmp / "runs").glob("*.log"))])
     for r in runs:
         if r[4] == "failed":
@@ -397,7 +417,13 @@ def check_invariants(round_: Round, db, client, shown: Shown, said: str) -> list
                 found.append(f"(c) {r[0]} not shown failed with its error: {shown_run}")
             if not metrics[r[0]]:
                 found.append(f"(c) {r[0]} failed without a FailedRuns metric")
+    return found
 
+
+def _counts_reconcile(db, succeeded: list[tuple]) -> list[str]:
+    """(d): a succeeded run's rows read are its rows out of scope and its countries' rows in,
+    and each country's rows in are its rows kept and rejected."""
+    found: list[str] = []
     for r in succeeded:
         stats = fetch(
             db,
@@ -407,9 +433,6 @@ def check_invariants(round_: Round, db, client, shown: Shown, said: str) -> list
         if r[6] != r[7] + sum(s[0] for s in stats):
             found.append(f"(d) {r[0]}: {r[6]} read, {r[7]} out of scope, {stats} in")
         found += [f"(d) {r[0]}: {s}" for s in stats if s[0] != s[1] + s[2]]
-
-    came_back = shown.failed & ({r[0] for r in succeeded} | set(served.values()))
-    found += [f"(e) {run_id} was shown failed, then succeeded" for run_id in sorted(came_back)]
     return found
 
 
