@@ -682,7 +682,9 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line (``--worker`` and ``--data`` are how a measured subprocess is told
+    what to run)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_pipeline",
         description=__doc__,
@@ -736,7 +738,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args.data, args.countries)), flush=True)
         return 0

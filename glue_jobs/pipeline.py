@@ -110,6 +110,19 @@ class Transformed:
     schemas: dict[str, T.StructType]
 
 
+def _outputs(classified: DataFrame, options: JobOptions) -> dict[str, tuple[str, DataFrame]]:
+    """What the run writes where: its kept rows with their segments (curated) and its rejected
+    rows with their reasons, each row tagged with the run."""
+    run = F.lit(options.run_id).alias("run_id")
+    return {
+        "curated": (
+            options.curated_location,
+            t.kept_rows(t.assign_segments(classified)).select(run, "*"),
+        ),
+        "rejected": (options.rejected_location, t.rejected_rows(classified).select(run, "*")),
+    }
+
+
 def transform(
     spark: SparkSession, lake: Lake, options: JobOptions, inputs: Described | None = None
 ) -> Transformed:
@@ -147,15 +160,7 @@ def transform(
             groups = t.duplicate_groups(scoped(), repeated).cache()
         read_again, counted = Observation("read again"), Observation("classified")
         distinct = t.distinct_rows(scoped(read_again), repeated, groups)
-        classified = t.classify(distinct, counted)
-        run = F.lit(options.run_id).alias("run_id")
-        outputs = {
-            "curated": (
-                options.curated_location,
-                t.kept_rows(t.assign_segments(classified)).select(run, "*"),
-            ),
-            "rejected": (options.rejected_location, t.rejected_rows(classified).select(run, "*")),
-        }
+        outputs = _outputs(t.classify(distinct, counted), options)
         written = {}
         for name, (uri, df) in outputs.items():
             with timer(name):
