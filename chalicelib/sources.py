@@ -170,11 +170,12 @@ def describe(uri: str, s3: Any = None) -> Described:
         if not objects:
             raise InputError(f"no data object under {uri}")
         return described_folder(bucket, key, objects)
-    from botocore.exceptions import ClientError  # lazily: S3's library, only where S3 is read
+    # Lazily: S3's library, only where S3 is read.
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:  # its message says 404 or 403
+    except (ClientError, BotoCoreError) as exc:  # S3 said 404 or 403, or could not be reached
         raise InputError(f"cannot read {uri}: {exc}") from exc
     etag = head["ETag"].strip('"')
     return Described(
