@@ -6,36 +6,21 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg2
-
-from chalicelib.migrate import migrate
-from infra.local import postgres, stack
+from chalicelib.db import Connection
+from infra.local import stack
+from infra.local.schema import migrated_database
 from infra.local.settings import from_env
 
 
 @contextlib.contextmanager
-def throwaway_database(seed: Callable[[object], None] | None = None) -> Iterator[str]:
+def throwaway_database(seed: Callable[[Connection], None] | None = None) -> Iterator[str]:
     """A fresh migrated database on the local stack's server (``seed(conn)`` fills it), dropped
     at the end; yields its URL."""
-    admin = stack.admin_url(from_env())
-    name = f"voucher_bench_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(admin, name)
-    url = postgres.with_database(admin, name)
-    try:
-        conn = psycopg2.connect(url)
-        try:
-            migrate(conn)
-            if seed:
-                seed(conn)
-        finally:
-            conn.close()
+    with migrated_database(stack.admin_url(from_env()), "voucher_bench", seed) as url:
         yield url
-    finally:
-        postgres.drop_database(admin, name)
 
 
 def machine() -> dict:

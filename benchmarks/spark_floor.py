@@ -9,8 +9,9 @@ country and outcome) and read the counts per country and outcome back from what 
 It is not the product: it reads any text Spark's casts accept as a number or a time (the job
 reads only decimal notation and whole dates), trims ASCII whitespace around a country's name (the
 job trims Unicode's), writes one set of columns (the job writes the rejected rows' values as
-found, in a second output), computes no statistics or selections and records nothing. Where the input needs none of those guarantees
-(the real file, the generated histories) its counts equal the job's: the benchmark checks them.
+found, in a second output), computes no statistics or selections and records nothing. Where the
+input needs none of those guarantees (the real file, the generated histories) its counts equal
+the job's: the benchmark checks them.
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ reproduce it exactly, so a migration and this file change together.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 
 import psycopg2
 
+from chalicelib.db import Connection
 from chalicelib.migrate import migrate
 from infra.local import postgres
 from infra.local.settings import REPO_ROOT
@@ -42,20 +45,32 @@ def dump(url: str) -> str:
     return HEADER + "\n" + "\n\n".join(b.strip("\n") for b in blocks if b.strip()) + "\n"
 
 
-def migrated_schema(admin_url: str) -> str:
-    """The schema of a new database after every migration (the database is dropped after)."""
-    name = f"voucher_schema_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def migrated_database(
+    admin_url: str, prefix: str, seed: Callable[[Connection], None] | None = None
+) -> Iterator[str]:
+    """A new database ``<prefix>_<hex>`` with every migration applied (``seed(conn)`` fills it),
+    dropped at the end; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     postgres.create_database(admin_url, name)
     url = postgres.with_database(admin_url, name)
     try:
         conn = psycopg2.connect(url)
         try:
             migrate(conn)
+            if seed:
+                seed(conn)
         finally:
             conn.close()
-        return dump(url)
+        yield url
     finally:
         postgres.drop_database(admin_url, name)
+
+
+def migrated_schema(admin_url: str) -> str:
+    """The schema of a new database after every migration."""
+    with migrated_database(admin_url, "voucher_schema") as url:
+        return dump(url)
 
 
 def main() -> None:
