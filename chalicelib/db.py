@@ -100,14 +100,28 @@ def _extracted_ca_bundle() -> str:
     return out.name
 
 
+class LoginError(psycopg2.OperationalError):
+    """No login could be had for the database (AWS refused or could not be asked for the secret
+    or the credentials a token is signed with): the database cannot be reached, as for any
+    connection error."""
+
+
+def _login(env: Mapping[str, str] | None, host: str, port: int, role: str | None) -> dict[str, str]:
+    from botocore.exceptions import BotoCoreError, ClientError  # lazily: the cloud path's
+
+    try:
+        if role:
+            return {"user": role, "password": iam_token(host, port, role)}
+        if settings.DB_SECRET_ARN.read(env):
+            return _secret_params(settings.DB_SECRET_ARN.read(env))
+    except (BotoCoreError, ClientError) as exc:
+        raise LoginError(f"no login for {role or 'the owner'} at {host}: {exc}") from exc
+    raise RuntimeError("the owner's session needs DB_SECRET_ARN (the master secret)")
+
+
 def _cloud_params(env: Mapping[str, str] | None, role: str | None) -> dict[str, Any]:
     host, port = settings.DB_HOST.read(env), settings.DB_PORT.read(env)
-    if role:
-        login = {"user": role, "password": iam_token(host, port, role)}
-    elif settings.DB_SECRET_ARN.read(env):
-        login = _secret_params(settings.DB_SECRET_ARN.read(env))
-    else:
-        raise RuntimeError("the owner's session needs DB_SECRET_ARN (the master secret)")
+    login = _login(env, host, port, role)
     return {
         "host": host,
         "port": port,

@@ -70,3 +70,33 @@ def test_an_unreadable_s3_object_is_bad_input_but_a_bug_is_not(s3, buckets):
         sources.describe(f"s3://{buckets.raw}/incoming/no-such-object.parquet", s3)
     with pytest.raises(AttributeError):
         sources.describe(f"s3://{buckets.raw}/incoming/x.parquet", object())
+
+
+def test_no_login_for_the_database_is_a_503_like_any_connection_failure(monkeypatch, caplog):
+    """In the cloud the API logs in with an IAM token signed with the function's credentials:
+    when they cannot be had, the database cannot be reached (503), which is no bug (500)."""
+    import boto3
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name, value in {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": "5432",
+        "DB_NAME": "postgres",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance here to ask
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_CONFIG_FILE": "/nonexistent",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found
+    chalice_db._rds.cache_clear()
+    try:
+        store = PublishedStore(lambda: chalice_db.connect(role=chalice_db.READER), 30)
+        with pytest.raises(ApiError) as refused:
+            store.read(lambda conn: 42)
+    finally:
+        chalice_db._rds.cache_clear()
+    assert (refused.value.status, refused.value.code) == (503, "unavailable")
+    assert "LoginError" in caplog.text and "Unable to locate credentials" in caplog.text
