@@ -41,7 +41,7 @@ CHECKOV = $(VENV)/bin/checkov --framework cloudformation --compact --quiet --ski
 IF_VENV = if [ ! -x $(PY) ]; then echo "no $(VENV): nothing to do"; exit 0; fi;
 
 .PHONY: help venv lock unit java lint test up down status clean pipeline run serve reconcile faults package \
-	deploy bench-api bench-pipeline bench-reconciler bench chalice-project
+	deploy bench-api bench-pipeline bench-guarantees bench-reconciler bench chalice-project
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' \
@@ -135,8 +135,12 @@ chalice-project: venv ## save STAGE's values from its deployed data stacks: then
 bench-api: package up ## API benchmark (warm p50/p99, cold start, zip size) into docs/benchmarks.md
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_api --zip $(PACKAGE_ZIP) --write docs/benchmarks.md
 
-bench-pipeline: venv java up ## job vs pandas vs pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
+bench-pipeline: venv java up ## job vs the floor, a Spark copy, pandas, pyarrow per size (BENCH_SIZES, BENCH_RUNS) into reports/, docs
 	$(PY) -m benchmarks.bench_pipeline --write docs/benchmarks.md
+
+bench-guarantees: venv java up ## the job against builds of it with each guarantee switched off, into reports/guarantees/
+	$(PY) -m benchmarks.bench_pipeline --sizes $${BENCH_SIZES-1000000,10000000} --out reports/guarantees \
+		--engines spark,floor,copy,one_pass,lean,without_strict_text,without_unicode_key
 
 bench-reconciler: venv up ## a reconciler tick's time and S3 requests at 1,000 and 10,000 objects, into docs
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_reconciler --write docs/benchmarks.md

@@ -17,7 +17,12 @@ in the same run, each measurement in a fresh subprocess, median of N runs:
 - ``pandas``: :mod:`benchmarks.pandas_baseline` reads the whole file, cleans and groups in memory;
 - ``arrow``: pyarrow reads the same file and counts rows per country;
 - ``before`` (with ``--before REF``): ours as it was at a git ref, from a worktree of it, in the
-  same rounds: the before/after of a change on the same machine in one run.
+  same rounds: the before/after of a change on the same machine in one run;
+- the builds of ``WITHOUT`` (asked for by name, ``make bench-guarantees``): ours, or the one
+  pass, with guarantees switched off (:mod:`benchmarks.guarantees`): what each promise costs.
+
+Each Spark engine's run also reports the Spark jobs, stages and tasks it started and the classes
+whole-stage code generation compiled for it: the fixed work a cold JVM pays whatever the rows.
 
 Wall time (inside the worker, and the whole process from spawn to exit), the CPU time of the
 process tree (user + system of the worker and its descendants, Spark's JVM included, from
@@ -49,6 +54,13 @@ from benchmarks.report import machine, throwaway_database, write_section
 from infra.local.settings import REAL_FILE, REPO_ROOT, from_env
 
 SECTION = "## Pipeline"
+#: Benchmark-only builds of ours (:mod:`benchmarks.guarantees`), run when asked for: engine ->
+#: (the engine it is built from, the guarantees switched off).
+WITHOUT = {
+    "without_strict_text": ("spark", ("strict_text",)),
+    "without_unicode_key": ("spark", ("unicode_key",)),
+    "lean": ("one_pass", ("strict_text", "unicode_key")),
+}
 ENGINES = ("spark", "floor", "copy", "one_pass", "pandas", "arrow")
 LABELS = {
     "spark": "ours",
@@ -58,6 +70,9 @@ LABELS = {
     "one_pass": "one pass",
     "pandas": "pandas",
     "arrow": "pyarrow count",
+    "without_strict_text": "ours without strict text",
+    "without_unicode_key": "ours without Unicode key trim",
+    "lean": "one pass without either",
 }
 DEFAULT_SIZES = "1000000,10000000,30000000"
 #: pandas holds the whole file in memory (6 GB at 10M rows): beyond this it is left out.
@@ -117,6 +132,31 @@ def spark_jobs(event_log: str) -> dict[str, dict[str, float]]:
     return groups
 
 
+def spark_work(event_log: str, spark: Any) -> dict[str, float]:
+    """What a run started in Spark: its jobs, the stages that ran (not those skipped), their
+    tasks (from the event log), and the classes whole-stage code generation compiled for it,
+    with the seconds compiling took (Spark's own ``CodegenMetrics``: a cold JVM's fixed cost)."""
+    counts = {"jobs": 0, "stages": 0, "tasks": 0}
+    kinds = {
+        "SparkListenerJobStart": "jobs",
+        "SparkListenerStageCompleted": "stages",
+        "SparkListenerTaskEnd": "tasks",
+    }
+    for file in Path(event_log).iterdir():
+        if not file.name.startswith("."):
+            for line in filter(None, file.read_text().split("\n")):
+                kind = kinds.get(json.loads(line)["Event"])
+                if kind:
+                    counts[kind] += 1
+    metrics = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics
+    compiled = metrics.METRIC_COMPILATION_TIME()
+    return {
+        **counts,
+        "compiles": compiled.getCount(),
+        "compile_s": compiled.getCount() * compiled.getSnapshot().getMean() / 1e3,
+    }
+
+
 def _work_spark(path: str, countries: str) -> dict:
     """The job as ``make pipeline`` runs it (record the run, transform, publish to the database
     in ``DATABASE_URL``), on the local file; its phases as it returns them."""
@@ -134,6 +174,7 @@ def _work_spark(path: str, countries: str) -> dict:
         done = time.perf_counter()
         spark.stop()
         jobs = spark_jobs(events)
+        work = spark_work(events, spark)
     transform = sum(outcome.phases.values())
     return {
         "import_s": imported - started,
@@ -141,6 +182,7 @@ def _work_spark(path: str, countries: str) -> dict:
         "transform_s": transform,
         "db_s": done - session - transform,  # record and publish the run (and the glue)
         "work_s": done - imported,
+        "spark": work,
         "phases": {
             name: {"driver_s": seconds, **jobs.get(name, {})}
             for name, seconds in outcome.phases.items()
@@ -156,6 +198,20 @@ def _work_spark(path: str, countries: str) -> dict:
     }
 
 
+def _without(engine: str) -> Callable[[str, str], dict]:
+    """The benchmark-only build ``engine`` of ``WITHOUT``: its base engine with guarantees
+    switched off (:func:`benchmarks.guarantees.switched_off`)."""
+    base, guarantees = WITHOUT[engine]
+
+    def work(path: str, countries: str) -> dict:
+        from benchmarks.guarantees import switched_off
+
+        with switched_off(*guarantees):
+            return WORKERS[base](path, countries)
+
+    return work
+
+
 def _in_session(started: float, run: Callable[[Any, str], dict]) -> dict:
     """``run(spark, out)``, a Spark engine of ``benchmarks`` imported since ``started``, in the
     session the job would have, writing under a throwaway ``out``: its rows per country."""
@@ -167,11 +223,13 @@ def _in_session(started: float, run: Callable[[Any, str], dict]) -> dict:
             rows = run(spark, f"{out}/out")
         done = time.perf_counter()
         spark.stop()
+        work = spark_work(events, spark)
     return {
         "import_s": imported - started,
         "session_s": session - imported,
         "transform_s": done - session,
         "work_s": done - imported,
+        "spark": work,
         "countries": rows,
     }
 
@@ -245,6 +303,7 @@ WORKERS = {
     "one_pass": _work_one_pass,
     "pandas": _work_pandas,
     "arrow": _work_arrow,
+    **{name: _without(name) for name in WITHOUT},
 }
 
 
@@ -356,6 +415,10 @@ def summarise(runs: list[dict]) -> dict:
     }
     if "phases" in runs[0]:
         summary["phases"] = _median_phases(runs)
+    if "spark" in runs[0]:
+        summary["spark"] = {
+            k: statistics.median(r["spark"][k] for r in runs) for k in runs[0]["spark"]
+        }
     return summary
 
 
@@ -425,7 +488,7 @@ def bench(
             ours = got["spark"]
             entry["counts_match"] = {  # the engines that count what the job counts
                 other: counts_match(ours["countries"], got[other]["countries"])
-                for other in ("floor", "one_pass", "pandas")
+                for other in ("floor", "one_pass", "pandas", *WITHOUT)
                 if other in got
             }
             entry["ratios"] = {
@@ -434,7 +497,7 @@ def bench(
                     "process": ours["process_s"] / got[other]["process_s"],
                     "cpu": ours["cpu_s"] / got[other]["cpu_s"],
                 }
-                for other in ("floor", "copy", "one_pass", "pandas", "arrow", "before")
+                for other in ("floor", "copy", "one_pass", "pandas", "arrow", "before", *WITHOUT)
                 if other in got
             }
         if {"floor", "copy"} <= set(got):
@@ -548,6 +611,8 @@ def markdown(report: dict) -> str:
         "",
         *phase_table(report["results"]),
         "",
+        *spark_work_table(report["results"]),
+        "",
         *findings(report["results"]),
         "",
         "Plot: `reports/bench_pipeline.png` (log-log wall time against rows); the same "
@@ -583,6 +648,30 @@ def phase_table(results: list[dict]) -> list[str]:
     return lines
 
 
+def spark_work_table(results: list[dict]) -> list[str]:
+    """What each Spark engine started per run: jobs, stages, tasks, and the code it compiled."""
+    rows = [
+        (r["input"], name, e["spark"])
+        for r in results
+        for name, e in r["engines"].items()
+        if "spark" in e
+    ]
+    if not rows:
+        return []
+    return [
+        "What each Spark engine starts per run (medians; a cold JVM pays for each job and each"
+        " class compiled, whatever the rows):",
+        "",
+        "| input | engine | jobs | stages run | tasks | classes compiled | compiling s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {label} | {LABELS[name]} | {w['jobs']:.0f} | {w['stages']:.0f} | {w['tasks']:.0f}"
+            f" | {w['compiles']:.0f} | {w['compile_s']:.2f} |"
+            for label, name, w in rows
+        ),
+    ]
+
+
 def findings(results: list[dict]) -> list[str]:
     """What the figures say, computed from them (so a rerun keeps it true)."""
     measured = [r for r in results if {"spark", "copy"} <= set(r["engines"])]
@@ -610,6 +699,7 @@ def findings(results: list[dict]) -> list[str]:
             ("pandas", "ours/pandas"),
             ("arrow", "ours/pyarrow count"),
             ("before", "ours/before"),
+            *((name, f"ours/{LABELS[name]}") for name in WITHOUT),
         ):
             if f"ours/{other}" in ratios:
                 parts.append(f"{label} {ratios[f'ours/{other}']['process']:.2f}x")
@@ -736,7 +826,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="REF",
         help="also run ours as it was at this git ref (a worktree), same rounds",
     )
-    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=(*ENGINES, *WITHOUT), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     return parser
 
@@ -753,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.replace("_", "").split(",") if s.strip()]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    engines = tuple(e for e in args.engines.split(",") if e in ENGINES)
+    engines = tuple(e for e in args.engines.split(",") if e in (*ENGINES, *WITHOUT))
     engines += ("before",) if args.before else ()
     with throwaway_database() as url, worktree(args.before) as trees:
         results = bench(

@@ -62,6 +62,12 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
         phase = spark["phases"][name]
         assert phase["jobs"] >= 1 and 0 < phase["wall_s"] <= phase["driver_s"] + 0.05, name
         assert 0 < phase["cpu_s"] <= phase["run_s"] * 1.05, name
+    phased = sum(p.get("jobs", 0) for p in spark["phases"].values())
+    for name in ("spark", "floor", "copy", "one_pass"):  # what each Spark engine started
+        work = result["engines"][name]["spark"]
+        assert work["tasks"] >= work["stages"] >= 1 and work["jobs"] >= 1, name
+        assert work["compiles"] >= 1 and work["compile_s"] > 0, name
+    assert spark["spark"]["jobs"] >= phased
     assert (
         copy["countries"]
         == {
@@ -86,6 +92,10 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
     markdown = (out / "bench_pipeline.md").read_text()
     assert markdown.startswith("## Pipeline")
     assert re.search(r"\| generated 2,000 \| [0-9.]+ \| 2,000 \|", markdown)  # input, load, rows
+    assert (
+        "| input | engine | jobs | stages run | tasks | classes compiled | compiling s |"
+        in markdown
+    )
     assert (out / "bench_pipeline.png").read_bytes().startswith(b"\x89PNG")
     text = docs.read_text()
     assert "## API\n\nthe API table" in text and "## Pipeline" in text
