@@ -47,6 +47,22 @@ RESULT_TABLES = (
 # ------------------------------------------------------------------------------- the API in-process
 
 
+#: Days between the last order and the voucher at each recency segment's bounds, and the segment
+#: holding them: the cases the job's segmentation and the API's answer are both checked on.
+RECENCY_BOUNDARIES = [
+    (30, "30-60"),
+    (60, "30-60"),
+    (61, "61-90"),
+    (90, "61-90"),
+    (91, "91-120"),
+    (120, "91-120"),
+    (121, "121-180"),
+    (180, "121-180"),
+    (181, "180+"),
+    (5000, "180+"),
+]
+
+
 def post(client, body, path: str = "/voucher") -> tuple[int, dict]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     response = client.http.post(path, headers={"Content-Type": "application/json"}, body=raw)
@@ -325,6 +341,17 @@ def runs_of(db, key: str) -> list[tuple]:
     return fetch(
         db, "SELECT run_id, status, error FROM runs WHERE source_key = %s ORDER BY created_at", key
     )
+
+
+def wait_for(condition, timeout_s: float = 120, what: str = "condition"):
+    """``condition()``'s first truthy value, asked every 0.2 s; fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_finished(db, key: str, timeout_s: float = 240) -> list[tuple]:

@@ -39,6 +39,7 @@ from tests.helpers import (
     sample_bytes,
     served,
     settle,
+    wait_for,
 )
 
 JOB_MODULE = "glue_jobs.voucher_selection_job"
@@ -61,16 +62,6 @@ def run_record(db, run_id: str) -> dict:
     return dict(
         zip(("status", "error", "reason", "rows_read", "objects", "notes"), row, strict=True)
     )
-
-
-def wait_for(condition, timeout_s: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def kept_in(bodies: list[bytes]) -> int:

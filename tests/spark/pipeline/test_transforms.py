@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from chalicelib import rules
 from glue_jobs import transforms as t
 from glue_jobs.pipeline import build_result
+from tests.helpers import RECENCY_BOUNDARIES
 
 #: The real file's physical schema.
 REAL_SCHEMA = T.StructType(
@@ -178,23 +179,7 @@ def test_frequency_segment_bounds(spark, orders, segment):
     assert rows[0]["frequent_segment"] == segment
 
 
-@pytest.mark.parametrize(
-    ("days", "segment"),
-    [
-        (0, None),
-        (29, None),
-        (30, "30-60"),
-        (60, "30-60"),
-        (61, "61-90"),
-        (90, "61-90"),
-        (91, "91-120"),
-        (120, "91-120"),
-        (121, "121-180"),
-        (180, "121-180"),
-        (181, "180+"),
-        (5000, "180+"),
-    ],
-)
+@pytest.mark.parametrize(("days", "segment"), [(0, None), (29, None), *RECENCY_BOUNDARIES])
 def test_recency_segment_bounds(spark, days, segment):
     voucher = dt.datetime(2018, 4, 20, 23, 30) + dt.timedelta(days=days)
     rows = t.kept_rows(

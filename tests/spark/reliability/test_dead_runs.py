@@ -34,6 +34,7 @@ from tests.helpers import (
     served,
     settle,
     upload,
+    wait_for,
 )
 
 JOB_MODULE = "glue_jobs.voucher_selection_job"
@@ -50,16 +51,6 @@ def job_processes(run_id: str) -> list[int]:
         if argv[1:3] == ["-m", JOB_MODULE] and run_id in argv:
             found.append(int(proc.name))
     return found
-
-
-def wait_for(condition, timeout_s: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(db, run_id: str) -> str | None:

@@ -28,7 +28,7 @@ from chalicelib.runs import RUN_STATUSES, USAGE_TOP_AMOUNTS
 from infra.local.paths import REPO_ROOT
 from scripts import sample_runs
 from scripts.sample_runs import LATVIA_FALLBACK, PERU, PERU_FALLBACK, SAMPLE
-from tests.helpers import assert_error, get, post, table_counts
+from tests.helpers import RECENCY_BOUNDARIES, assert_error, get, post, table_counts
 
 VOUCHER_DAY = date(2018, 12, 1)
 
@@ -66,21 +66,7 @@ def test_every_frequency_boundary(client, published, orders, segment):
     assert body["voucher_amount"] == PERU["frequent_segment", segment]
 
 
-@pytest.mark.parametrize(
-    ("days", "segment"),
-    [
-        (30, "30-60"),
-        (60, "30-60"),
-        (61, "61-90"),
-        (90, "61-90"),
-        (91, "91-120"),
-        (120, "91-120"),
-        (121, "121-180"),
-        (180, "121-180"),
-        (181, "180+"),
-        (4000, "180+"),
-    ],
-)
+@pytest.mark.parametrize(("days", "segment"), RECENCY_BOUNDARIES)
 def test_every_recency_boundary(client, published, days, segment):
     status, body = post(
         client,
