@@ -140,7 +140,8 @@ bench-pipeline: venv java up ## job vs the floor, a Spark copy, pandas, pyarrow 
 
 bench-guarantees: venv java up ## the job against builds of it with each guarantee switched off, into reports/guarantees/
 	$(PY) -m benchmarks.bench_pipeline --sizes $${BENCH_SIZES-1000000,10000000} --out reports/guarantees \
-		--engines spark,floor,copy,one_pass,lean,without_strict_text,without_unicode_key
+		--engines spark,floor,copy,one_pass,lean,without_strict_text,without_unicode_key \
+		--command "make bench-guarantees"
 
 bench-reconciler: venv up ## a reconciler tick's time and S3 requests at 1,000 and 10,000 objects, into docs
 	$(LOCAL_ENV) $(PY) -m benchmarks.bench_reconciler --write docs/benchmarks.md

@@ -49,7 +49,7 @@ RESULT_TABLES = (
 
 #: Days between the last order and the voucher at each recency segment's bounds, and the segment
 #: holding them: the cases the job's segmentation and the API's answer are both checked on.
-RECENCY_BOUNDARIES = [
+RECENCY_BOUNDARIES = (
     (30, "30-60"),
     (60, "30-60"),
     (61, "61-90"),
@@ -60,7 +60,7 @@ RECENCY_BOUNDARIES = [
     (180, "121-180"),
     (181, "180+"),
     (5000, "180+"),
-]
+)
 
 
 def post(client, body, path: str = "/voucher") -> tuple[int, dict]:
