@@ -93,7 +93,7 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(local_stack, tmp_path):
     assert markdown.startswith("## Pipeline")
     assert re.search(r"\| generated 2,000 \| [0-9.]+ \| 2,000 \|", markdown)  # input, load, rows
     assert (
-        "| input | engine | jobs | stages run | tasks | classes compiled | compiling s |"
+        "| input | engine | jobs | stages run | tasks | code compiles | compiling s (about) |"
         in markdown
     )
     assert (out / "bench_pipeline.png").read_bytes().startswith(b"\x89PNG")
